@@ -1,0 +1,205 @@
+// Shared pieces of the fused CPU Skiparse attention kernels (forward in attention_fwd.cpp, backward in
+// attention_bwd.cpp): operands addressed in place, the tile lists of a sub-sequence, tile staging and the
+// vectorised row primitives. Compute is fp32 (fp64 for fp64 inputs, so gradcheck can test the kernels).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "../skiparse/index.h"
+#include "gemm.h"
+
+namespace skiparse::cpu {
+
+using at::Tensor;
+// Compute type: fp32, except fp64 for fp64 inputs.
+template <typename T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+template <typename A>
+constexpr A kInf = std::numeric_limits<A>::infinity();
+
+// Tile sizes (rows). Query tiles x key tiles of fp32 scores stay within L2; a lane is cut into equal tiles.
+constexpr int64_t kQueryTile = 256;
+constexpr int64_t kKeyTile = 512;
+
+// A (B, N, H, D) tensor with unit last stride, read or written where it lives.
+template <typename T>
+struct Operand {
+  T* data = nullptr;
+  int64_t sB = 0, sN = 0, sH = 0;
+  Operand() = default;
+  explicit Operand(const Tensor& t)
+      : data(t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr),
+        sB(t.defined() ? t.stride(0) : 0),
+        sN(t.defined() ? t.stride(1) : 0),
+        sH(t.defined() ? t.stride(2) : 0) {}
+  T* row(int64_t b, int64_t n, int64_t h) const { return data + b * sB + n * sN + h * sH; }
+};
+
+// A run of rows of one segment: natural rows row0 + i*stride (video lane chunk) or text rows row0 + i.
+// `slot` is the tile's first row in the sub-sequence's key accumulators (video rows first, then text).
+struct Tile {
+  bool text;
+  int64_t row0, stride, n, slot;
+};
+
+// The problem, with everything the kernels need to walk a sub-sequence.
+struct Problem {
+  int64_t B, L, H, D, T, k;
+  bool group;
+  double scale;
+  const bool* video_mask;  // (B, L) contiguous or null; true = keep
+  const bool* text_mask;   // (B, T) contiguous or null; true = real token
+
+  // Tiles of sub-sequence `sub`, each at most `tile` rows: the lanes cut into equal chunks, then the text rows.
+  std::vector<Tile> tiles(int64_t sub, int64_t tile) const {
+    std::vector<Tile> out;
+    int64_t slot = 0;
+    auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {
+      if (count == 0) return;
+      const int64_t parts = (count + tile - 1) / tile, size = (count + parts - 1) / parts;
+      for (int64_t i = 0; i < count; i += size) {
+        const int64_t n = std::min(size, count - i);
+        out.push_back({text, start + i * stride, stride, n, slot});
+        slot += n;
+      }
+    };
+    for (int64_t j = 0; j < num_lanes(k, group); ++j) {
+      const Lane ln = lane(sub, j, L, k, group);
+      cut(false, ln.start, ln.stride, ln.count);
+    }
+    cut(true, 0, 1, T);
+    return out;
+  }
+
+  // Columns of key tile `t` of batch item `b` that are masked.
+  void masked_columns(int64_t b, const Tile& t, std::vector<int64_t>& cols) const {
+    cols.clear();
+    const bool* m = t.text ? text_mask : video_mask;
+    if (!m) return;
+    const bool* mb = m + b * (t.text ? T : L);
+    for (int64_t i = 0; i < t.n; ++i)
+      if (!mb[t.row0 + i * t.stride]) cols.push_back(i);
+  }
+};
+
+// Compute-type view of a tile of an operand: the rows in place when the operand already has the compute type
+// (leading dim = row stride), otherwise converted into `buf` (leading dim D), optionally scaled.
+template <typename T, typename A = acc_t<T>>
+const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, int64_t& ld,
+               A mul = 1) {
+  if constexpr (std::is_same_v<T, A>) {
+    if (mul == 1) {
+      ld = t.stride * op.sN;
+      return op.row(b, t.row0, h);
+    }
+  }
+  for (int64_t i = 0; i < t.n; ++i) {
+    const T* src = op.row(b, t.row0 + i * t.stride, h);
+    A* dst = buf + i * D;
+    for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]) * mul;
+  }
+  ld = D;
+  return buf;
+}
+
+// Write the tile's rows of `op` from `src` (compute type, leading dim D), converting to T.
+template <typename T, typename A>
+void store(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, const A* src) {
+  for (int64_t i = 0; i < t.n; ++i) {
+    T* dst = op.row(b, t.row0 + i * t.stride, h);
+    const A* s = src + i * D;
+    if constexpr (std::is_same_v<T, A>) {
+      std::copy(s, s + D, dst);
+    } else {
+      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<T>(s[d]);
+    }
+  }
+}
+
+template <typename A>
+A row_max(const A* x, int64_t n) {
+  using V = at::vec::Vectorized<A>;
+  return at::vec::reduce_all<A>([](V& a, V& b) { return at::vec::maximum(a, b); }, x, n);
+}
+
+// x <- exp(x - m), returns the sum. fp32 uses the fast exp that PyTorch's own CPU flash attention uses.
+template <typename A>
+A exp_sub_sum(A* x, int64_t n, A m) {
+  using V = at::vec::Vectorized<A>;
+  const V vm(m);
+  V acc(A(0));
+  int64_t i = 0;
+  for (; i + V::size() <= n; i += V::size()) {
+    V e = V::loadu(x + i) - vm;
+    if constexpr (std::is_same_v<A, float>) {
+      e = e.exp_u20();
+    } else {
+      e = e.exp();
+    }
+    e.store(x + i);
+    acc = acc + e;
+  }
+  A sum = at::vec::vec_reduce_all<A>([](V& a, V& b) { return a + b; }, acc);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    sum += x[i];
+  }
+  return sum;
+}
+
+template <typename A>
+void scale_row(A* x, int64_t n, A a) {
+  using V = at::vec::Vectorized<A>;
+  at::vec::map([a](V v) { return v * V(a); }, x, x, n);
+}
+
+template <typename A>
+A dot(const A* a, const A* b, int64_t n) {
+  using V = at::vec::Vectorized<A>;
+  return at::vec::map2_reduce_all<A>([](V x, V y) { return x * y; }, [](V x, V y) { return x + y; }, a, b, n);
+}
+
+// The op's tensor arguments, made addressable in place (unit last stride), and the problem they pose.
+struct AttentionArgs {
+  Tensor q, k, v, text_q, text_k, text_v, text_mask, video_mask;
+  AttentionArgs(const Tensor& q_, const Tensor& k_, const Tensor& v_, const std::optional<Tensor>& tq,
+                const std::optional<Tensor>& tk, const std::optional<Tensor>& tv, const std::optional<Tensor>& tm,
+                const std::optional<Tensor>& vm)
+      : q(unit_stride(q_)),
+        k(unit_stride(k_)),
+        v(unit_stride(v_)),
+        text_q(tq ? unit_stride(*tq) : Tensor()),
+        text_k(tk ? unit_stride(*tk) : Tensor()),
+        text_v(tv ? unit_stride(*tv) : Tensor()),
+        text_mask(tm ? tm->contiguous() : Tensor()),
+        video_mask(vm ? vm->contiguous() : Tensor()) {}
+
+  static Tensor unit_stride(const Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
+
+  Problem problem(int64_t sparsity, bool group, double scale) const {
+    TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
+                "skiparse.attention: q, k, v must be (B, L, H, D) of one shape");
+    TORCH_CHECK(sparsity >= 1, "skiparse.attention: sparsity must be >= 1, got ", sparsity);
+    const int64_t T = text_q.defined() ? text_q.size(1) : 0;
+    TORCH_CHECK(!text_mask.defined() || text_mask.scalar_type() == at::kBool, "text_mask must be bool");
+    TORCH_CHECK(!video_mask.defined() || video_mask.scalar_type() == at::kBool, "video_mask must be bool");
+    return Problem{q.size(0), q.size(1), q.size(2), q.size(3), T, sparsity, group, scale,
+                   video_mask.defined() ? video_mask.data_ptr<bool>() : nullptr,
+                   text_mask.defined() ? text_mask.data_ptr<bool>() : nullptr};
+  }
+};
+
+// Statistics dtype: fp32, fp64 for fp64 inputs.
+inline at::ScalarType stats_dtype(const Tensor& q) {
+  return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+}  // namespace skiparse::cpu

@@ -1,0 +1,220 @@
+// Fused Skiparse attention backward on the CPU (flash-attention recomputation): per sub-sequence, every query
+// tile recomputes P = exp(scale * Q K^T - lse) tile by tile and accumulates dQ (per query tile) and dK, dV (per
+// sub-sequence, in fp32) with five GEMMs per tile pair. Text queries are the k copies of the forward, each with
+// dO / k; text key and query gradients are summed over the copies.
+#include <array>
+
+#include "attention.h"
+#include "kernels.h"
+
+namespace skiparse::cpu {
+namespace {
+
+template <typename A>
+struct BwdScratch {
+  std::vector<A> q, dout, o, k, v, p, dp, dq, di, lse, dk, dv;
+  std::vector<int64_t> cols;
+  explicit BwdScratch(int64_t D)
+      : q(kQueryTile * D), dout(kQueryTile * D), o(kQueryTile * D), k(kKeyTile * D), v(kKeyTile * D),
+        p(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), dq(kQueryTile * D), di(kQueryTile), lse(kQueryTile) {}
+};
+
+// out[b, n, h] = sum_p parts[b, p, n, h] for parts laid out (B, P, N, H, D) in the compute type.
+template <typename T, typename A>
+void reduce_parts(const A* parts, int64_t P, const Operand<T>& out, int64_t B, int64_t N, int64_t H, int64_t D) {
+  at::parallel_for(0, B * N * H, 64, [&](int64_t begin, int64_t end) {
+    std::vector<A> sum(D);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / (N * H), n = (i / H) % N, h = i % H;
+      std::fill(sum.begin(), sum.end(), A(0));
+      for (int64_t p = 0; p < P; ++p) {
+        const A* src = parts + (((b * P + p) * N + n) * H + h) * D;
+        for (int64_t d = 0; d < D; ++d) sum[d] += src[d];
+      }
+      T* dst = out.row(b, n, h);
+      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<T>(sum[d]);
+    }
+  });
+}
+
+// Operand view of slice `p` of a (B, P, N, H, D) compute-type buffer.
+template <typename A>
+Operand<A> slice(A* parts, int64_t p, int64_t P, int64_t N, int64_t H, int64_t D) {
+  Operand<A> o;
+  o.data = parts + p * N * H * D;
+  o.sB = P * N * H * D;
+  o.sN = H * D;
+  o.sH = D;
+  return o;
+}
+
+template <typename T>
+struct Backward {
+  using A = acc_t<T>;
+  const Problem& P;
+  int64_t C;  // query-tile chunks per sub-sequence (more work items when B * H * k is small)
+  Operand<T> q, k, v, tq, tk, tv, out, dout, dtext_out, dq, dk, dv;
+  const A *lse, *text_lse;
+  A* text_parts;  // (B, k, T, H, D) per-copy text outputs of the forward
+  A *dtq_parts, *dtk_parts, *dtv_parts;  // (B, k, T, H, D), (B, k*C, T, H, D) x 2
+  A *dk_parts, *dv_parts;                // (B, C, L, H, D) when C > 1
+
+  // Query tile `qt` of sub-sequence `sub`: accumulates into w.dk / w.dv (slots of `keys`), writes its dQ.
+  void query_tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
+                  BwdScratch<A>& w) const {
+    const int64_t D = P.D, qn = qt.n;
+    const A scale = A(P.scale);
+    int64_t ldq, lddo, ldo, ldk, ldv;
+    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data(), ldq);
+    const A* dO;
+    const A* O;
+    if (qt.text) {  // copy `sub` of a text query received dtext_out / k
+      dO = stage(dtext_out, b, h, qt, D, w.dout.data(), lddo, A(1) / A(P.k));
+      O = stage(slice(text_parts, sub, P.k, P.T, P.H, D), b, h, qt, D, w.o.data(), ldo);
+    } else {
+      dO = stage(dout, b, h, qt, D, w.dout.data(), lddo);
+      O = stage(out, b, h, qt, D, w.o.data(), ldo);
+    }
+    for (int64_t r = 0; r < qn; ++r) {
+      w.di[r] = dot(dO + r * lddo, O + r * ldo, D);
+      w.lse[r] = qt.text ? text_lse[((b * P.H + h) * P.k + sub) * P.T + qt.row0 + r]
+                         : lse[(b * P.H + h) * P.L + qt.row0 + r * qt.stride];
+    }
+    std::fill(w.dq.begin(), w.dq.begin() + qn * D, A(0));
+    A* Pm = w.p.data();
+    A* dP = w.dp.data();
+    for (const Tile& kt : keys) {
+      const int64_t kn = kt.n;
+      const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data(), ldk);
+      const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data(), ldv);
+      gemm<A>(false, true, qn, kn, D, scale, Q, ldq, K, ldk, A(0), Pm, kKeyTile);
+      P.masked_columns(b, kt, w.cols);
+      for (int64_t r = 0; r < qn; ++r) {
+        A* p = Pm + r * kKeyTile;
+        if (w.lse[r] == kInf<A>) {  // no unmasked key: the row's output was 0 and has no gradient
+          std::fill(p, p + kn, A(0));
+          continue;
+        }
+        exp_sub_sum(p, kn, w.lse[r]);
+        for (int64_t c : w.cols) p[c] = A(0);
+      }
+      A* dK = w.dk.data() + kt.slot * D;
+      A* dV = w.dv.data() + kt.slot * D;
+      gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, lddo, A(1), dV, D);      // dV += P^T dO
+      gemm<A>(false, true, qn, kn, D, A(1), dO, lddo, V, ldv, A(0), dP, kKeyTile);    // dP = dO V^T
+      for (int64_t r = 0; r < qn; ++r) {                                                 // dS = P (dP - Di)
+        using V_ = at::vec::Vectorized<A>;
+        const A di = w.di[r];
+        at::vec::map2([di](V_ p, V_ g) { return p * (g - V_(di)); }, dP + r * kKeyTile, Pm + r * kKeyTile,
+                      dP + r * kKeyTile, kn);
+      }
+      gemm<A>(false, false, qn, D, kn, scale, dP, kKeyTile, K, ldk, A(1), w.dq.data(), D);  // dQ += s dS K
+      gemm<A>(true, false, kn, D, qn, scale, dP, kKeyTile, Q, ldq, A(1), dK, D);            // dK += s dS^T Q
+    }
+    if (qt.text) {
+      store(slice(dtq_parts, sub, P.k, P.T, P.H, D), b, h, qt, D, w.dq.data());
+    } else {
+      store(dq, b, h, qt, D, w.dq.data());
+    }
+  }
+
+  // Work item (b, h, sub, chunk c): query tiles c, c + C, ... of the sub-sequence, then its key gradients.
+  void task(int64_t b, int64_t h, int64_t sub, int64_t c, const std::vector<Tile>& queries,
+            const std::vector<Tile>& keys, BwdScratch<A>& w) const {
+    const int64_t D = P.D, slots = keys.empty() ? 0 : keys.back().slot + keys.back().n;
+    w.dk.assign(slots * D, A(0));
+    w.dv.assign(slots * D, A(0));
+    for (size_t t = c; t < queries.size(); t += C) query_tile(b, h, sub, queries[t], keys, w);
+    const int64_t part = sub * C + c;
+    for (const Tile& kt : keys) {
+      const A* dK = w.dk.data() + kt.slot * D;
+      const A* dV = w.dv.data() + kt.slot * D;
+      if (kt.text) {
+        store(slice(dtk_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, dK);
+        store(slice(dtv_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, dV);
+      } else if (C == 1) {
+        store(dk, b, h, kt, D, dK);
+        store(dv, b, h, kt, D, dV);
+      } else {
+        store(slice(dk_parts, c, C, P.L, P.H, D), b, h, kt, D, dK);
+        store(slice(dv_parts, c, C, P.L, P.H, D), b, h, kt, D, dV);
+      }
+    }
+  }
+
+  void run() const {
+    std::vector<std::vector<Tile>> keys(P.k), queries(P.k);
+    std::vector<std::array<int64_t, 4>> work;
+    for (int64_t s = 0; s < P.k; ++s) {
+      keys[s] = P.tiles(s, kKeyTile);
+      queries[s] = P.tiles(s, kQueryTile);
+    }
+    for (int64_t b = 0; b < P.B; ++b)
+      for (int64_t h = 0; h < P.H; ++h)
+        for (int64_t s = 0; s < P.k; ++s)
+          for (int64_t c = 0; c < C; ++c) work.push_back({b, h, s, c});
+    at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
+      BwdScratch<A> w(P.D);
+      for (int64_t i = begin; i < end; ++i) {
+        const auto [b, h, s, c] = work[i];
+        task(b, h, s, c, queries[s], keys[s], w);
+      }
+    });
+    if (C > 1) {
+      reduce_parts(dk_parts, C, dk, P.B, P.L, P.H, P.D);
+      reduce_parts(dv_parts, C, dv, P.B, P.L, P.H, P.D);
+    }
+    if (P.T > 0) {
+      reduce_parts(dtq_parts, P.k, Operand<T>(dtq_out), P.B, P.T, P.H, P.D);
+      reduce_parts(dtk_parts, P.k * C, Operand<T>(dtk_out), P.B, P.T, P.H, P.D);
+      reduce_parts(dtv_parts, P.k * C, Operand<T>(dtv_out), P.B, P.T, P.H, P.D);
+    }
+  }
+  Tensor dtq_out, dtk_out, dtv_out;
+};
+
+// Chunks per sub-sequence: 1 when B * H * k work items already load every thread evenly, else enough to.
+int64_t query_chunks(const Problem& P, int64_t query_tiles) {
+  const int64_t items = P.B * P.H * P.k, threads = at::get_num_threads();
+  if (items % threads == 0 || items >= 4 * threads) return 1;
+  return std::max<int64_t>(1, std::min(query_tiles, (4 * threads + items - 1) / items));
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
+    const Tensor& dout, const Tensor& dtext_out, const Tensor& q, const Tensor& k, const Tensor& v,
+    const OptTensor& text_q, const OptTensor& text_k, const OptTensor& text_v, const OptTensor& text_mask,
+    const OptTensor& video_mask, int64_t sparsity, bool group, double scale, const Tensor& out, const Tensor& lse,
+    const Tensor& text_parts, const Tensor& text_lse) {
+  const AttentionArgs a(q, k, v, text_q, text_k, text_v, text_mask, video_mask);
+  const Problem P = a.problem(sparsity, group, scale);
+  const auto stats = q.options().dtype(stats_dtype(q));
+  const int64_t C = query_chunks(P, static_cast<int64_t>(P.tiles(0, kQueryTile).size()));
+  Tensor dq = at::empty(q.sizes(), q.options()), dk = at::empty(q.sizes(), q.options());
+  Tensor dv = at::empty(q.sizes(), q.options());
+  Tensor dtq = at::empty({P.B, P.T, P.H, P.D}, q.options()), dtk = at::empty_like(dtq), dtv = at::empty_like(dtq);
+  Tensor dtq_parts = at::empty({P.B, P.k, P.T, P.H, P.D}, stats);
+  Tensor dtk_parts = at::empty({P.B, P.k * C, P.T, P.H, P.D}, stats), dtv_parts = at::empty_like(dtk_parts);
+  Tensor dk_parts, dv_parts;
+  if (C > 1) {
+    dk_parts = at::zeros({P.B, C, P.L, P.H, P.D}, stats);
+    dv_parts = at::zeros_like(dk_parts);
+  }
+  const Tensor dout_ = AttentionArgs::unit_stride(dout), dtext_ = AttentionArgs::unit_stride(dtext_out);
+  const Tensor out_ = AttentionArgs::unit_stride(out);
+  const Tensor lse_ = lse.contiguous(), text_lse_ = text_lse.contiguous(), parts_ = text_parts.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "skiparse_attention_backward", [&] {
+    using A = acc_t<scalar_t>;
+    using Op = Operand<scalar_t>;
+    auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<A>() : nullptr; };
+    Backward<scalar_t>{P,         C,         Op(a.q),   Op(a.k),      Op(a.v),           Op(a.text_q),
+                       Op(a.text_k), Op(a.text_v), Op(out_), Op(dout_), Op(dtext_),       Op(dq),
+                       Op(dk),    Op(dv),    ptr(lse_), ptr(text_lse_), ptr(parts_),      ptr(dtq_parts),
+                       ptr(dtk_parts), ptr(dtv_parts), ptr(dk_parts), ptr(dv_parts), dtq, dtk, dtv}
+        .run();
+  });
+  return {dq, dk, dv, dtq, dtk, dtv};
+}
+
+}  // namespace skiparse::cpu

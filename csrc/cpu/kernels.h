@@ -1,0 +1,30 @@
+// The CPU kernels of the torch.ops.skiparse schemas (skiparse/ops.py defines the schemas, fakes and autograd).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <tuple>
+
+namespace skiparse::cpu {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+Tensor reorder(const Tensor& x, int64_t sparsity, bool group);
+Tensor restore(const Tensor& x, int64_t sparsity, bool group, int64_t length);
+
+// -> out, text_out, lse, text_parts, text_lse
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> attention_forward(
+    const Tensor& q, const Tensor& k, const Tensor& v, const OptTensor& text_q, const OptTensor& text_k,
+    const OptTensor& text_v, const OptTensor& text_mask, const OptTensor& video_mask, int64_t sparsity, bool group,
+    double scale);
+
+// -> dq, dk, dv, dtext_q, dtext_k, dtext_v
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
+    const Tensor& dout, const Tensor& dtext_out, const Tensor& q, const Tensor& k, const Tensor& v,
+    const OptTensor& text_q, const OptTensor& text_k, const OptTensor& text_v, const OptTensor& text_mask,
+    const OptTensor& video_mask, int64_t sparsity, bool group, double scale, const Tensor& out, const Tensor& lse,
+    const Tensor& text_parts, const Tensor& text_lse);
+
+}  // namespace skiparse::cpu

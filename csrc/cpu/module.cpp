@@ -1,0 +1,55 @@
+// skiparse._C: registers the CPU kernels of torch.ops.skiparse (schemas live in skiparse/ops.py) and exposes
+// build facts and the C++ index math for tests.
+#include <torch/extension.h>
+
+#include "../skiparse/index.h"
+#include "gemm.h"
+#include "kernels.h"
+
+namespace {
+
+std::string required_isa_missing() {
+#if defined(__AVX2__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return "AVX2+FMA";
+#endif
+  return "";
+}
+
+std::string build_info() {
+  std::string isa =
+#if defined(__AVX2__)
+      "AVX2";
+#else
+      "generic";
+#endif
+  return isa + ", GEMM: " + (skiparse::cpu::has_blas() ? "BLAS sgemm_/dgemm_" : "at::addmm fallback");
+}
+
+// (k, Lp/k) natural row per (sub-sequence, position), -1 for padding: the C++ index math, for tests.
+at::Tensor index_table(int64_t L, int64_t k, bool group) {
+  const int64_t Ls = skiparse::sub_length(L, k);
+  at::Tensor t = at::full({k, Ls}, -1, at::kLong);
+  auto a = t.accessor<int64_t, 2>();
+  for (int64_t s = 0; s < k; ++s)
+    for (int64_t j = 0; j < skiparse::num_lanes(k, group); ++j) {
+      const skiparse::Lane ln = skiparse::lane(s, j, L, k, group);
+      for (int64_t n = 0; n < ln.count; ++n) a[s][ln.pos0 + n * ln.pos_stride] = ln.start + n * ln.stride;
+    }
+  return t;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(skiparse, CPU, m) {
+  m.impl("reorder", &skiparse::cpu::reorder);
+  m.impl("restore", &skiparse::cpu::restore);
+  m.impl("attention", &skiparse::cpu::attention_forward);
+  m.impl("attention_backward", &skiparse::cpu::attention_backward);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("required_isa_missing", &required_isa_missing, "ISA this build needs that the CPU lacks ('' if none)");
+  m.def("build_info", &build_info);
+  m.def("index_table", &index_table, "(k, Lp/k) natural rows of each sub-sequence, -1 = padding");
+}

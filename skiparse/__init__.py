@@ -1,0 +1,10 @@
+"""skiparse: fused Skiparse attention and token reorder kernels for Open-Sora Plan v1.5's SUV.
+
+Public API: :func:`skiparse_attention`, :func:`reorder`, :func:`restore`, :func:`use_backend`.
+The ops live in ``torch.ops.skiparse``; ``python -m skiparse.info`` lists the backends.
+"""
+from .api import reorder, restore, skiparse_attention
+from .backends import use_backend
+
+__all__ = ["skiparse_attention", "reorder", "restore", "use_backend"]
+__version__ = "0.1.0"

@@ -1,0 +1,75 @@
+"""Public functions: validate, pick the backend, call the op (or the reference)."""
+from __future__ import annotations
+
+import torch
+
+from . import _validate, ops, reference  # noqa: F401  (ops defines torch.ops.skiparse)
+from .backends import resolve
+
+
+def skiparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sparsity: int = 4,
+    group: bool = False,
+    text_q: torch.Tensor | None = None,
+    text_k: torch.Tensor | None = None,
+    text_v: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
+    video_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Skiparse joint attention, exactly as Open-Sora Plan v1.5 computes it.
+
+    The video sequence is split into ``k = sparsity`` sub-sequences (single-skip: token ``i`` goes to
+    ``i % k``; group-skip: to ``(i // k) % k``), each padded sub-sequence attends jointly with all text tokens
+    (order ``[video | text]``, padded and masked keys excluded), and each text token's output is the mean of its
+    ``k`` copies. ``k = 1`` is dense joint attention.
+
+    Args:
+        q, k, v: ``(B, L, H, D)`` video tokens in natural ``(t, h, w)`` raster order, RoPE already applied.
+        sparsity: ``k >= 1``.
+        group: ``False`` single-skip, ``True`` group-skip.
+        text_q, text_k, text_v: ``(B, T, H, D)`` joint text tokens, all three or none.
+        text_mask: ``(B, T)`` bool, ``True`` = real token; ``False`` keys are masked.
+        video_mask: ``(B, L)`` bool, ``True`` = keep; ``False`` keys are masked.
+        scale: softmax scale, default ``1/sqrt(D)``.
+
+    Returns:
+        ``out (B, L, H, D)`` and ``text_out (B, T, H, D)`` (``None`` without text). Queries whose keys are all
+        masked get zeros.
+
+    Examples::
+
+        >>> q = k = v = torch.randn(1, 97, 2, 64)
+        >>> out, _ = skiparse.skiparse_attention(q, k, v, sparsity=4, group=True)
+    """
+    scale = _validate.attention(q, k, v, sparsity, group, text_q, text_k, text_v, text_mask, video_mask, scale)
+    if resolve(q.device) == "reference":
+        return reference.skiparse_attention(
+            q, k, v, sparsity, group, text_q, text_k, text_v, text_mask, video_mask, scale
+        )
+    out, text_out, *_ = torch.ops.skiparse.attention(
+        q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, group, scale
+    )
+    return out, (text_out if text_q is not None else None)
+
+
+def reorder(x: torch.Tensor, sparsity: int = 4, group: bool = False) -> torch.Tensor:
+    """``(B, L, ...) -> (k*B, Lp/k, ...)``: the Skiparse sub-sequences, zero rows for padding.
+
+    ``Lp`` is ``L`` rounded up to a multiple of ``k^2``; sub-sequence ``s`` of batch item ``b`` is row ``s*B + b``.
+    """
+    _validate.reorder(x, sparsity, group)
+    if resolve(x.device) == "reference":
+        return reference.reorder(x, sparsity, group)
+    return torch.ops.skiparse.reorder(x, sparsity, group)
+
+
+def restore(x: torch.Tensor, sparsity: int = 4, group: bool = False, *, length: int) -> torch.Tensor:
+    """``(k*B, Lp/k, ...) -> (B, length, ...)``: the exact inverse of :func:`reorder` (padding rows dropped)."""
+    _validate.restore(x, sparsity, group, length)
+    if resolve(x.device) == "reference":
+        return reference.restore(x, sparsity, group, length)
+    return torch.ops.skiparse.restore(x, sparsity, group, length)
