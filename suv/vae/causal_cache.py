@@ -1,0 +1,73 @@
+"""State carried between temporal chunks of one chunked encode or decode ("Causal Cache", spec 1.8).
+
+Every temporal layer of the WF-VAE is causal, except that the decoder's trilinear upsampling looks one frame
+ahead. A chunked pass therefore feeds frames through the network in consecutive pieces, and each layer keeps under
+its own key exactly what the next piece needs:
+
+- a causal convolution keeps the input frames its next output window still reads (``causal_context``);
+- a temporal upsampler keeps its last input frame and emits the frames that depend on the next one a chunk later;
+- the decoder keeps skip-connection frames that are ahead of its main path (``aligned_frames``).
+
+The first chunk pads by replicating its first frame, as the direct pass does, so a chunked pass computes the same
+function as a direct one on any split of the frames. ``cache=None`` everywhere means a direct (single-chunk) pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+import torch
+
+
+class CausalCache:
+    """Per-call chunk state; create a fresh one for every encode or decode (so every call may use a new T)."""
+
+    def __init__(self) -> None:
+        self._state: dict[Hashable, Any] = {}
+        # True while the last chunk of the clip runs: look-ahead layers then emit what they held back.
+        self.final = False
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        return self._state.pop(key, default)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._state[key] = value
+
+
+def is_final(cache: CausalCache | None) -> bool:
+    """A direct pass (no cache) is its own final chunk."""
+    return cache is None or cache.final
+
+
+def causal_context(x: torch.Tensor, kernel: int, stride: int, key: Hashable, cache: CausalCache | None) -> torch.Tensor:
+    """Prepend the temporal context of a causal conv with temporal ``kernel``/``stride`` (no temporal padding).
+
+    x: (B, C, T, H, W) -> (B, C, K + T, H, W). At the start of a clip the context is the first frame repeated
+    ``kernel - 1`` times; later chunks get the frames the previous chunk left unconsumed, which keeps strided
+    output windows aligned with the direct pass for any chunk length.
+    """
+    held = None if cache is None else cache.pop(key)
+    if held is None:
+        held = x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1)
+    x = torch.cat([held, x], dim=2)
+    if cache is not None:
+        consumed = max((x.shape[2] - kernel) // stride + 1, 0) * stride
+        # clone: a view would keep the whole chunk alive until the next one.
+        cache.put(key, x[:, :, consumed:].clone())
+    return x
+
+
+def aligned_frames(frames: torch.Tensor, count: int, key: Hashable, cache: CausalCache | None) -> torch.Tensor:
+    """The next ``count`` frames of a stream that runs ahead of the path it is added to; the rest are held.
+
+    frames: (B, C, T, H, W), the stream's newly produced frames -> (B, C, count, H, W).
+    """
+    if cache is None:
+        return frames
+    held = cache.pop(key)
+    if held is not None:
+        frames = torch.cat([held, frames], dim=2)
+    if frames.shape[2] < count:
+        raise RuntimeError(f"causal cache underflow at {key!r}: need {count} frames, have {frames.shape[2]}")
+    cache.put(key, frames[:, :, count:].clone())
+    return frames[:, :, :count]

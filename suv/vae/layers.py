@@ -1,0 +1,198 @@
+"""WF-VAE building blocks on video tensors (B, C, T, H, W), streaming-capable through an optional ``CausalCache``.
+
+Module and parameter names reproduce the released checkpoint's keys (e.g. ``conv1.conv.weight`` for a causal 3D
+conv, ``norm1.norm.weight`` for a LayerNorm). Every ``forward`` takes ``(x, cache=None)`` so that containers can pass
+the cache through uniformly; layers without temporal context ignore it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .causal_cache import CausalCache, causal_context, is_final
+
+
+def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    return (v, v, v) if isinstance(v, int) else tuple(v)
+
+
+class CausalConv3d(nn.Module):
+    """3D conv that is causal in time: no temporal padding; the first frame is replicated ``k_t - 1`` times in front.
+
+    (B, C_in, T, H, W) -> (B, C_out, (T - 1) // s_t + 1, H', W') for a whole clip; chunks continue the clip.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int, int], stride: int = 1,
+                 padding: int = 0, bias: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        kernel_size, stride, padding = _triple(kernel_size), _triple(stride), _triple(padding)
+        self.time_kernel, self.time_stride = kernel_size[0], stride[0]
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride, (0, padding[1], padding[2]), bias=bias)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        if self.time_kernel > 1:
+            x = causal_context(x, self.time_kernel, self.time_stride, self, cache)
+        return self.conv(x)
+
+
+class FrameConv2d(nn.Conv2d):
+    """2D conv applied to every frame: (B, C_in, T, H, W) -> (B, C_out, T, H', W'). Keys stay 2D (``weight`` 4-D).
+
+    Runs as a conv3d with a 1-frame kernel, which avoids the (B*T, C, H, W) transposes of a reshape.
+    """
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over channels at every (t, h, w) position; wraps ``nn.LayerNorm`` as ``.norm`` (checkpoint keys)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+
+    def channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> normalised (B, T, H, W, C), contiguous."""
+        return F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        return self.channels_last(x).movedim(-1, 1).contiguous()
+
+
+class ResnetBlock(nn.Module):
+    """norm -> SiLU -> conv -> norm -> SiLU -> conv, plus a (1x1 conv) shortcut; 2D per frame or causal 3D.
+
+    (B, C_in, T, H, W) -> (B, C_out, T, H, W). ``temporal=False`` is the reference's ``ResnetBlock2D`` (keys
+    ``conv1.weight``), ``temporal=True`` its ``ResnetBlock3D`` (keys ``conv1.conv.weight``). Dropout is 0 and omitted.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, temporal: bool) -> None:
+        super().__init__()
+        if temporal:
+            conv = lambda cin, cout, k: CausalConv3d(cin, cout, k, padding=k // 2)  # noqa: E731
+        else:
+            conv = lambda cin, cout, k: FrameConv2d(cin, cout, k, padding=k // 2)  # noqa: E731
+        self.norm1 = LayerNorm(in_channels)
+        self.conv1 = conv(in_channels, out_channels, 3)
+        self.norm2 = LayerNorm(out_channels)
+        self.conv2 = conv(out_channels, out_channels, 3)
+        if in_channels != out_channels:
+            self.nin_shortcut = conv(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x), inplace=True), cache)
+        h = self.conv2(F.silu(self.norm2(h), inplace=True), cache)
+        shortcut = self.nin_shortcut(x, cache) if hasattr(self, "nin_shortcut") else x
+        return h.add_(shortcut)
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention inside each frame (sequence H*W, head dim C), plus residual.
+
+    (B, C, T, H, W) -> same. q/k/v/proj_out are stored as 1x1x1 causal convs (``q.conv.weight``) as released, and
+    applied as one matmul on channels-last activations.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = LayerNorm(channels)
+        self.q = CausalConv3d(channels, channels, 1)
+        self.k = CausalConv3d(channels, channels, 1)
+        self.v = CausalConv3d(channels, channels, 1)
+        self.proj_out = CausalConv3d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        qkv_w = torch.cat([m.conv.weight for m in (self.q, self.k, self.v)]).flatten(1)
+        qkv_b = torch.cat([m.conv.bias for m in (self.q, self.k, self.v)])
+        qkv = F.linear(self.norm.channels_last(x), qkv_w, qkv_b).view(b * t, h * w, 3 * c)
+        q, k, v = qkv.chunk(3, dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.linear(out, self.proj_out.conv.weight.flatten(1), self.proj_out.conv.bias)
+        return (x + out.view(b, t, h, w, c).movedim(-1, 1)).contiguous()
+
+
+class Downsample(nn.Module):
+    """Spatial /2 per frame: zero-pad right/bottom by 1, 3x3 conv stride 2 (v1.3 level 1). T unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = FrameConv2d(in_channels, out_channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Spatial2xTime2x3DDownsample(nn.Module):
+    """Space and time /2: zero-pad right/bottom by 1, causal 3x3x3 conv stride 2. T -> (T - 1) // 2 + 1."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(in_channels, out_channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)), cache)
+
+
+def _upsample_space(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C, T, 2H, 2W); interpolation runs in fp32 for half-precision inputs."""
+    kwargs = {"align_corners": False} if mode == "trilinear" else {}
+    return F.interpolate(x.float(), scale_factor=(1, 2, 2), mode=mode, **kwargs).to(x.dtype)
+
+
+class Upsample(nn.Module):
+    """Spatial x2 per frame: nearest, then 3x3 conv (v1.3 level 1). T unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = FrameConv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        return self.conv(_upsample_space(x, "nearest"))
+
+
+class Spatial2xTime2x3DUpsample(nn.Module):
+    """Space and time x2, then a causal 3x3x3 conv. T -> 2T - 1 (T = 1 -> 1).
+
+    Frame 0 is only upsampled in space. Frames 1.. are interpolated x2 in time like ``F.interpolate`` with
+    ``t_interpolation`` (align_corners=False): for trilinear, output pair i mixes inputs i and i + 1 with weights
+    (3/4, 1/4) and (1/4, 3/4), the segment's first and last frames are copied. That pair needs the *next* input
+    frame, so in a chunked pass the last input frame is held and its pair emitted with the next chunk; the final
+    chunk emits the copied last frame.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, t_interpolation: str) -> None:
+        super().__init__()
+        self.t_interpolation = t_interpolation
+        self.conv = CausalConv3d(in_channels, out_channels, 3, padding=1)
+
+    def _upsample_time(self, x: torch.Tensor, cache: CausalCache | None) -> torch.Tensor:
+        # State: (frames seen so far, last frame seen, spatially upsampled).
+        seen, last = (0, None) if cache is None else cache.pop(self, (0, None))
+        parts = []
+        if seen == 0:  # frame 0: space only
+            parts.append(x[:, :, :1])
+            x, seen = x[:, :, 1:], 1
+        if x.shape[2] > 0:
+            if self.t_interpolation == "nearest":
+                parts.append(x.repeat_interleave(2, dim=2))
+            else:
+                if seen == 1:  # first frame of the interpolated segment is copied (clamped source index)
+                    parts.append(x[:, :, :1])
+                seq = x if last is None else torch.cat([last, x], dim=2)
+                a, b = seq[:, :, :-1], seq[:, :, 1:]
+                pairs = torch.stack([torch.lerp(a, b, 0.25), torch.lerp(a, b, 0.75)], dim=3)
+                parts.append(pairs.flatten(2, 3))
+            seen, last = seen + x.shape[2], x[:, :, -1:]
+        if self.t_interpolation == "trilinear" and is_final(cache) and seen > 1:
+            parts.append(last)  # segment's last frame is copied (clamped source index)
+        elif cache is not None:
+            cache.put(self, (seen, None if last is None else last.clone()))
+        return torch.cat(parts, dim=2)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        x = _upsample_space(x, "trilinear")
+        return self.conv(self._upsample_time(x, cache), cache)
