@@ -4,7 +4,9 @@ Public API: :func:`skiparse_attention`, :func:`reorder`, :func:`restore`, :func:
 The ops live in ``torch.ops.skiparse``; ``python -m skiparse.info`` lists the backends.
 """
 from .api import reorder, restore, skiparse_attention
-from .backends import use_backend
+from .backends import status as _status, use_backend
+
+_status("cpu")  # loads skiparse._C (if built), registering the CPU kernels of torch.ops.skiparse
 
 __all__ = ["skiparse_attention", "reorder", "restore", "use_backend"]
 __version__ = "0.1.0"

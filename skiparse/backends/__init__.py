@@ -73,8 +73,9 @@ def _warn_fallback(device_type: str, why: str) -> None:
     )
 
 
+@torch.compiler.assume_constant_result
 def resolve(device: torch.device) -> str:
-    """The backend that runs tensors on ``device``."""
+    """The backend that runs tensors on ``device``; under ``torch.compile`` it is chosen once, at trace time."""
     name = requested()
     if name == "auto":
         for candidate in BACKENDS.values():

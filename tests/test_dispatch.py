@@ -1,0 +1,86 @@
+"""Backend selection: env var, context manager, auto, clear errors, and the info report."""
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import skiparse
+from skiparse import backends
+from conftest import requires_cpu_ext
+
+
+def test_unknown_backend_names_the_choices(monkeypatch):
+    with pytest.raises(ValueError, match="expected one of auto, reference, cpu, triton, npu"):
+        with skiparse.use_backend("cuda"):
+            pass
+    monkeypatch.setenv("SKIPARSE_BACKEND", "fast")
+    with pytest.raises(ValueError, match="SKIPARSE_BACKEND: unknown skiparse backend 'fast'"):
+        skiparse.reorder(torch.randn(2, 8), 2)
+
+
+def test_context_manager_nests_and_beats_env(monkeypatch):
+    monkeypatch.setenv("SKIPARSE_BACKEND", "reference")
+    assert backends.requested() == "reference"
+    with skiparse.use_backend("auto"):
+        assert backends.requested() == "auto"
+        with skiparse.use_backend("reference"):
+            assert backends.requested() == "reference"
+        assert backends.requested() == "auto"
+    assert backends.requested() == "reference"
+
+
+@requires_cpu_ext
+def test_auto_picks_the_cpu_kernels_for_cpu_tensors():
+    with skiparse.use_backend("auto"):
+        assert backends.resolve(torch.device("cpu")) == "cpu"
+
+
+def test_unavailable_backend_raises_with_reason():
+    with skiparse.use_backend("triton"), pytest.raises(RuntimeError, match="'triton' is not available: "):
+        skiparse.reorder(torch.randn(2, 8), 2)
+
+
+@requires_cpu_ext
+def test_backend_for_another_device_is_refused():
+    with skiparse.use_backend("cpu"), pytest.raises(ValueError, match="runs cpu tensors, got tensors on meta"):
+        skiparse.reorder(torch.randn(2, 8, device="meta"), 2)
+
+
+def test_auto_falls_back_to_reference_with_one_warning(monkeypatch):
+    monkeypatch.setattr(backends, "status", lambda name: (name == "reference", f"{name} off for this test"))
+    backends._warn_fallback.cache_clear()
+    x = torch.randn(2, 10, 3)
+    with pytest.warns(RuntimeWarning, match="cpu off for this test.*using the PyTorch reference"):
+        y = skiparse.reorder(x, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second call does not warn again
+        skiparse.reorder(x, 2)
+    assert torch.equal(skiparse.restore(y, 2, length=10), x)
+    backends._warn_fallback.cache_clear()
+
+
+def test_info_lists_every_backend_with_a_reason():
+    out = subprocess.run([sys.executable, "-m", "skiparse.info"], capture_output=True, text=True, check=True).stdout
+    for name in ("reference", "cpu", "triton", "npu"):
+        line = next(l for l in out.splitlines() if l.strip().startswith(name))
+        assert (" on " in line) or (" off " in line)
+        assert len(line.split("]", 1)[1].strip()) > 10  # a reason, not just a flag
+    assert "no CUDA device" in out
+    assert "torch_npu" in out
+
+
+def test_import_without_extension_still_works():
+    code = (
+        "import sys; sys.modules['skiparse._C'] = None\n"  # simulates a build without the extension
+        "import torch, warnings, skiparse\n"
+        "from skiparse.backends import status\n"
+        "assert not status('cpu')[0] and 'not built' in status('cpu')[1], status('cpu')\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    out, _ = skiparse.skiparse_attention(*[torch.randn(1, 9, 1, 4)] * 3, sparsity=2)\n"
+        "assert out.shape == (1, 9, 1, 4)\n"
+        "assert any('using the PyTorch reference' in str(x.message) for x in w)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
