@@ -66,6 +66,11 @@ def lanes(sub: int, length: int, sparsity: int, group: bool) -> list[Lane]:
     return [Lane(s, st, max(0, -(-(length - s) // st)), p0, ps) for s, st, p0, ps in starts]
 
 
+def sub_count(sub: int, length: int, sparsity: int, group: bool) -> int:
+    """Real (non-padding) rows of sub-sequence ``sub``."""
+    return sum(lane.count for lane in lanes(sub, length, sparsity, group))
+
+
 def index_table(length: int, sparsity: int, group: bool, device=None) -> torch.Tensor:
     """``(k, Lp/k)`` int64 table of natural rows per (sub-sequence, position); ``-1`` marks padding."""
     k = sparsity

@@ -1,0 +1,294 @@
+"""Skiparse attention vs dense SDPA and vs the upstream way, at the paper's shape (the README's main job).
+
+    python benchmarks/attention.py                 # 121x576x1024 -> 16x36x64 = 36,864 video + 512 text tokens
+    python benchmarks/attention.py --dry-run       # the plan: shapes, FLOPs, ideal speedups
+
+For each pattern (single, group), sparsity k and mode (fwd, fwd+bwd) it times, side by side in one run and
+interleaved rep by rep (this machine is noisy; absolute times drift):
+- ``skiparse``: the fused op on the selected backend (default: the best for the device),
+- ``upstream``: the reference path of Open-Sora Plan (pad, einops rearrange, repeat, SDPA, inverse, mean),
+- ``dense``: PyTorch SDPA on the same joint [video | text] sequence without Skiparse (one row per mode); at
+  k = 1 the upstream way is exactly this, so its row serves as upstream there.
+Forward times come from the forward half of the forward+backward runs (with autograd recording).
+It prints median ms, executed GFLOP/s, the FLOP-ideal speedup (text included), the measured speedup over dense
+SDPA, the fraction of ideal, the speedup over upstream and the peak extra memory of both paths, and writes
+``results/attention_<device>.json`` plus a plot of measured vs ideal speedup beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import skiparse  # noqa: E402
+from skiparse.backends import resolve  # noqa: E402
+from skiparse.index import sub_count  # noqa: E402
+
+FWD_BWD_FLOP_FACTOR = 3.5  # 2 GEMMs forward + 5 backward (flash recomputation), as FlashAttention counts
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# ------------------------------------------------------------------------------------------------ FLOPs
+def attention_flops(L: int, T: int, k: int, group: bool, B: int, H: int, D: int) -> float:
+    """Forward FLOPs executed: per sub-sequence, 4 * (n + T)^2 * D (QK^T and PV) with n real video rows."""
+    return sum(4.0 * (sub_count(s, L, k, group) + T) ** 2 * D for s in range(k)) * B * H
+
+
+# ------------------------------------------------------------------------------------------------ memory
+def _proc_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def peak_extra_mib(fn):
+    """Runs ``fn`` once; returns (its result, peak RSS above the starting RSS in MiB, or None off Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the high-water mark VmHWM
+        before = _proc_kib("VmRSS")
+    except OSError:
+        before = None
+    result = fn()
+    return result, (None if before is None else (_proc_kib("VmHWM") - before) / 1024)
+
+
+# ------------------------------------------------------------------------------------------------ cases
+def make_case(args, device, dtype, latent=None, text_len=None):
+    B, H, D = args.batch, args.heads, args.head_dim
+    T = args.text if text_len is None else text_len
+    t_, h_, w_ = latent or args.latent
+    L = t_ * h_ * w_
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def draw(n):
+        return torch.randn(B, n, H, D, generator=g).to(device=device, dtype=dtype)
+
+    video = [draw(L) for _ in range(3)]
+    text = [draw(T) for _ in range(3)] if T else [None] * 3
+    return L, video, text
+
+
+def runner(kind, video, text, k, group, backend, backward):
+    """A callable that runs one case once and returns (forward seconds, forward+backward seconds)."""
+    q, kk, v = video
+    tq, tk, tv = text
+    leaves = [t for t in (*video, *text) if t is not None]
+
+    if kind == "dense":  # plain SDPA on the joint sequence, as (B, H, S, D) strided views like a model's
+        joint = [torch.cat([a, b], 1) if b is not None else a for a, b in ((q, tq), (kk, tk), (v, tv))]
+        leaves = joint
+
+        def fwd():
+            return (F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in joint)),)
+    else:
+        name = backend if kind == "skiparse" else "reference"
+
+        def fwd():
+            with skiparse.use_backend(name):
+                out, text_out = skiparse.skiparse_attention(q, kk, v, k, group, tq, tk, tv)
+            return (out,) if text_out is None else (out, text_out)
+
+    def call():
+        for t in leaves:
+            t.requires_grad_(backward)
+        start = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            outs = fwd()
+        forward = time.perf_counter() - start
+        if backward:
+            torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+        total = time.perf_counter() - start
+        for t in leaves:
+            t.grad = None
+        return forward, total
+
+    return call
+
+
+def fixed_mmap_threshold() -> None:
+    """Make glibc return every large free to the OS, so that peak RSS measures the op's allocations."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB, no dynamic raise
+    except (OSError, AttributeError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ report
+def machine_line(device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"model name\s*:\s*(.+)", f.read()).group(1)
+    except (OSError, AttributeError):
+        pass
+    if device.type == "cuda":
+        cpu += f" | GPU {torch.cuda.get_device_name(device)}"
+    return f"{cpu} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = sorted({r["mode"] for r in rows if r["kind"] == "skiparse"}, key=["fwd", "fwd+bwd"].index)
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        sel = [r for r in rows if r["kind"] == "skiparse" and r["mode"] == mode]
+        ks = sorted({r["k"] for r in sel})
+        ideal = {r["k"]: r["ideal_speedup"] for r in sel}
+        ax.plot(ks, [ideal[k] for k in ks], "k--", label="FLOP-ideal")
+        for pattern, marker in (("single", "o"), ("group", "s")):
+            pts = sorted((r["k"], r["speedup_vs_dense"]) for r in sel if r["pattern"] == pattern)
+            if pts:
+                ax.plot(*zip(*pts), marker=marker, label=f"skiparse {pattern}")
+            up = sorted((r["k"], r["speedup_vs_dense"] / r["speedup_vs_upstream"]) for r in sel if r["pattern"] == pattern)
+            if up:
+                ax.plot(*zip(*up), marker=marker, linestyle=":", alpha=0.6, label=f"upstream {pattern}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("sparsity k")
+        ax.set_ylabel("speedup over dense SDPA")
+        ax.set_title(mode)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(rows[0]["shape"], fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--latent", type=lambda s: tuple(int(x) for x in s.split("x")), default=(16, 36, 64),
+                   help="token grid T'xH'xW' (default 16x36x64: 121x576x1024 after the 8x8x8 VAE and 2x2 patches)")
+    p.add_argument("--text", type=int, default=512, help="joint text tokens (T5 pads to 512)")
+    p.add_argument("--heads", type=int, default=2,
+                   help="attention heads (the released model has 24; >= threads so PyTorch's backward uses every core)")
+    p.add_argument("--head-dim", type=int, default=128)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8])
+    p.add_argument("--patterns", default="single,group")
+    p.add_argument("--modes", default="fwd,fwd+bwd")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--backend", default="auto", help="skiparse backend to time (default: best for the device)")
+    p.add_argument("--reps", type=int, default=2, help="timed runs per case; the median is reported")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (shapes, FLOPs, ideal speedups) and exit")
+    args = p.parse_args(argv)
+
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    B, H, D, T = args.batch, args.heads, args.head_dim, args.text
+    L = args.latent[0] * args.latent[1] * args.latent[2]
+    patterns = [s.strip() for s in args.patterns.split(",")]
+    modes = [s.strip() for s in args.modes.split(",")]
+    backend = resolve(device) if args.backend == "auto" else args.backend
+    shape = f"video {'x'.join(map(str, args.latent))} = {L} tokens + {T} text, B={B} H={H} D={D} {args.dtype}"
+    dense_flops = attention_flops(L, T, 1, False, B, H, D)
+    cases = [(pat, k) for pat in patterns for k in args.ks if not (k == 1 and pat == "group")]  # k=1: one dense case
+
+    print(f"# {machine_line(device)}", flush=True)
+    print(f"# {shape} | skiparse backend: {backend} | median of {args.reps}", flush=True)
+    if args.dry_run:
+        print(f"{'pattern':<8}{'k':>3}{'sub-seq':>10}{'GFLOP fwd':>12}{'ideal x':>9}")
+        for pat, k in cases:
+            fl = attention_flops(L, T, k, pat == "group", B, H, D)
+            print(f"{pat:<8}{k:>3}{L // k + T:>10}{fl / 1e9:>12.1f}{dense_flops / fl:>9.2f}")
+        return 0
+
+    fixed_mmap_threshold()
+    backward = "fwd+bwd" in modes
+
+    def build(video, text):
+        calls = {("dense", "dense", 1): runner("dense", video, text, 1, False, backend, backward)}
+        for pat, k in cases:
+            calls[("skiparse", pat, k)] = runner("skiparse", video, text, k, pat == "group", backend, backward)
+            if k > 1:  # at k = 1 the upstream way is dense SDPA on the joint sequence: the dense row
+                calls[("upstream", pat, k)] = runner("upstream", video, text, k, pat == "group", backend, backward)
+        return calls
+
+    for call in build(*make_case(args, device, dtype, latent=(2, 8, 8), text_len=min(T, 16))[1:]).values():
+        call()  # warm-up on a small problem: first-call costs stay out of the timings
+    calls = build(*make_case(args, device, dtype)[1:])
+    times = {key: [] for key in calls}
+    mem = {}
+    for rep in range(args.reps):  # interleaved: every case sees the same machine state
+        for key, call in calls.items():
+            (fwd_s, total_s), extra = peak_extra_mib(call)
+            times[key].append((fwd_s, total_s))
+            mem.setdefault(key, extra)
+        print(f"  rep {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
+
+    rows = []
+    for mode in modes:
+        pick = 0 if mode == "fwd" else 1
+        factor = 1.0 if mode == "fwd" else FWD_BWD_FLOP_FACTOR
+
+        def median(key):
+            return statistics.median(t[pick] for t in times[key])
+
+        dense_s = median(("dense", "dense", 1))
+        rows.append(dict(kind="dense", mode=mode, pattern="dense", k=1, ms=dense_s * 1e3,
+                         gflops=dense_flops * factor / dense_s / 1e9, peak_extra_mib=mem[("dense", "dense", 1)],
+                         shape=shape))
+        for pat, k in cases:
+            up_key = ("upstream", pat, k) if k > 1 else ("dense", "dense", 1)
+            fl = attention_flops(L, T, k, pat == "group", B, H, D)
+            ours, up = median(("skiparse", pat, k)), median(up_key)
+            ideal = dense_flops / fl
+            rows.append(dict(
+                kind="skiparse", backend=backend, mode=mode, pattern=pat, k=k, ms=ours * 1e3,
+                gflops=fl * factor / ours / 1e9, ideal_speedup=ideal, speedup_vs_dense=dense_s / ours,
+                fraction_of_ideal=dense_s / ours / ideal, speedup_vs_upstream=up / ours, upstream_ms=up * 1e3,
+                peak_extra_mib=mem[("skiparse", pat, k)], upstream_peak_extra_mib=mem[up_key], shape=shape,
+            ))
+
+    def fmt_mib(x):
+        return "n/a" if x is None else f"{x:.0f}"
+
+    head = (f"{'mode':<8}{'pattern':<8}{'k':>3}{'ms':>11}{'GFLOP/s':>9}{'ideal x':>9}{'vs dense':>10}"
+            f"{'of ideal':>10}{'vs upstream':>13}{'extra MiB':>11}{'upstream MiB':>14}")
+    print(head)
+    for r in rows:
+        if r["kind"] == "dense":
+            print(f"{r['mode']:<8}{'dense':<8}{1:>3}{r['ms']:>11.1f}{r['gflops']:>9.1f}{'1.00':>9}{'1.00x':>10}"
+                  f"{'':>10}{'':>13}{fmt_mib(r['peak_extra_mib']):>11}{'(SDPA)':>14}")
+        else:
+            print(f"{r['mode']:<8}{r['pattern']:<8}{r['k']:>3}{r['ms']:>11.1f}{r['gflops']:>9.1f}"
+                  f"{r['ideal_speedup']:>9.2f}{r['speedup_vs_dense']:>9.2f}x{r['fraction_of_ideal']:>9.0%}"
+                  f"{r['speedup_vs_upstream']:>12.2f}x{fmt_mib(r['peak_extra_mib']):>11}"
+                  f"{fmt_mib(r['upstream_peak_extra_mib']):>14}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"attention_{device.type}"
+    meta = dict(machine=machine_line(device), shape=shape, reps=args.reps, backend=backend,
+                date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    write_atomic(args.out / f"{stem}.json", json.dumps(dict(meta=meta, rows=rows), indent=1).encode())
+    plot(rows, args.out / f"{stem}.png")
+    print(f"# wrote {args.out / (stem + '.json')} and {stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
