@@ -43,9 +43,9 @@ def test_without_text(k, group):
     compare_fp64(make_inputs(2, 97, 3, 32, 0, dtype=torch.float64), k, group)
 
 
-@pytest.mark.parametrize("k,group", [(2, False), (4, True)])
+@pytest.mark.parametrize("k,group", [(2, False), (4, True), (8, True)])
 def test_tiles_span_several_blocks(k, group):
-    """Long enough for several query and key tiles per lane (tiles of 256 x 512 rows)."""
+    """Several query and key tiles per lane (tiles of 256 x 512 rows), and short lanes packed into shared tiles."""
     compare_fp64(make_inputs(1, 2600, 2, 16, 37, dtype=torch.float64, masks=True), k, group)
 
 

@@ -43,11 +43,26 @@ struct Operand {
   T* row(int64_t b, int64_t n, int64_t h) const { return data + b * sB + n * sN + h * sH; }
 };
 
-// A run of rows of one segment: natural rows row0 + i*stride (video lane chunk) or text rows row0 + i.
+// Rows of one segment (the video lanes or the text): natural rows row0 + i*stride, i < n.
+struct Run {
+  int64_t row0, stride, n;
+};
+
+// A tile: one or more runs of one segment. A tile cut from one long lane is a single strided view of the
+// tensor; short lanes (group-skip on small videos) are packed whole into one tile so that GEMMs stay large.
 // `slot` is the tile's first row in the sub-sequence's key accumulators (video rows first, then text).
 struct Tile {
   bool text;
-  int64_t row0, stride, n, slot;
+  std::vector<Run> runs;
+  int64_t n, slot;
+
+  // f(i, row) for the tile's i-th row and its natural (or text) row index.
+  template <typename F>
+  void for_each_row(F&& f) const {
+    int64_t i = 0;
+    for (const Run& r : runs)
+      for (int64_t j = 0; j < r.n; ++j) f(i++, r.row0 + j * r.stride);
+  }
 };
 
 // The problem, with everything the kernels need to walk a sub-sequence.
@@ -58,24 +73,40 @@ struct Problem {
   const bool* video_mask;  // (B, L) contiguous or null; true = keep
   const bool* text_mask;   // (B, T) contiguous or null; true = real token
 
-  // Tiles of sub-sequence `sub`, each at most `tile` rows: the lanes cut into equal chunks, then the text rows.
+  // Tiles of sub-sequence `sub`, each at most `tile` rows, video lanes first, then the text rows.
   std::vector<Tile> tiles(int64_t sub, int64_t tile) const {
     std::vector<Tile> out;
     int64_t slot = 0;
-    auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {
-      if (count == 0) return;
-      const int64_t parts = (count + tile - 1) / tile, size = (count + parts - 1) / parts;
-      for (int64_t i = 0; i < count; i += size) {
-        const int64_t n = std::min(size, count - i);
-        out.push_back({text, start + i * stride, stride, n, slot});
-        slot += n;
-      }
+    auto add = [&](bool text, std::vector<Run> runs) {
+      int64_t n = 0;
+      for (const Run& r : runs) n += r.n;
+      if (n == 0) return;
+      out.push_back({text, std::move(runs), n, slot});
+      slot += n;
     };
+    auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {  // equal parts of a long run
+      const int64_t parts = (count + tile - 1) / tile, size = (count + parts - 1) / parts;
+      for (int64_t i = 0; i < count; i += size) add(text, {{start + i * stride, stride, std::min(size, count - i)}});
+    };
+    std::vector<Run> packed;
+    int64_t packed_n = 0;
     for (int64_t j = 0; j < num_lanes(k, group); ++j) {
       const Lane ln = lane(sub, j, L, k, group);
-      cut(false, ln.start, ln.stride, ln.count);
+      if (ln.count == 0) continue;
+      if (2 * ln.count > tile) {
+        cut(false, ln.start, ln.stride, ln.count);
+        continue;
+      }
+      if (packed_n + ln.count > tile) {
+        add(false, std::move(packed));
+        packed.clear();
+        packed_n = 0;
+      }
+      packed.push_back({ln.start, ln.stride, ln.count});
+      packed_n += ln.count;
     }
-    cut(true, 0, 1, T);
+    add(false, std::move(packed));
+    if (T > 0) cut(true, 0, 1, T);
     return out;
   }
 
@@ -85,27 +116,29 @@ struct Problem {
     const bool* m = t.text ? text_mask : video_mask;
     if (!m) return;
     const bool* mb = m + b * (t.text ? T : L);
-    for (int64_t i = 0; i < t.n; ++i)
-      if (!mb[t.row0 + i * t.stride]) cols.push_back(i);
+    t.for_each_row([&](int64_t i, int64_t row) {
+      if (!mb[row]) cols.push_back(i);
+    });
   }
 };
 
-// Compute-type view of a tile of an operand: the rows in place when the operand already has the compute type
-// (leading dim = row stride), otherwise converted into `buf` (leading dim D), optionally scaled.
+// Compute-type view of a tile of an operand: a single-run tile of an operand that already has the compute type
+// is read in place (leading dim = row stride); otherwise its rows are gathered and converted into `buf` (leading
+// dim D), optionally scaled.
 template <typename T, typename A = acc_t<T>>
 const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, int64_t& ld,
                A mul = 1) {
   if constexpr (std::is_same_v<T, A>) {
-    if (mul == 1) {
-      ld = t.stride * op.sN;
-      return op.row(b, t.row0, h);
+    if (mul == 1 && t.runs.size() == 1) {
+      ld = t.runs[0].stride * op.sN;
+      return op.row(b, t.runs[0].row0, h);
     }
   }
-  for (int64_t i = 0; i < t.n; ++i) {
-    const T* src = op.row(b, t.row0 + i * t.stride, h);
+  t.for_each_row([&](int64_t i, int64_t row) {
+    const T* src = op.row(b, row, h);
     A* dst = buf + i * D;
     for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]) * mul;
-  }
+  });
   ld = D;
   return buf;
 }
@@ -113,15 +146,15 @@ const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_
 // Write the tile's rows of `op` from `src` (compute type, leading dim D), converting to T.
 template <typename T, typename A>
 void store(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, const A* src) {
-  for (int64_t i = 0; i < t.n; ++i) {
-    T* dst = op.row(b, t.row0 + i * t.stride, h);
+  t.for_each_row([&](int64_t i, int64_t row) {
+    T* dst = op.row(b, row, h);
     const A* s = src + i * D;
     if constexpr (std::is_same_v<T, A>) {
       std::copy(s, s + D, dst);
     } else {
       for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<T>(s[d]);
     }
-  }
+  });
 }
 
 template <typename A>

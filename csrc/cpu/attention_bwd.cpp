@@ -75,11 +75,10 @@ struct Backward {
       dO = stage(dout, b, h, qt, D, w.dout.data(), lddo);
       O = stage(out, b, h, qt, D, w.o.data(), ldo);
     }
-    for (int64_t r = 0; r < qn; ++r) {
+    qt.for_each_row([&](int64_t r, int64_t row) {
       w.di[r] = dot(dO + r * lddo, O + r * ldo, D);
-      w.lse[r] = qt.text ? text_lse[((b * P.H + h) * P.k + sub) * P.T + qt.row0 + r]
-                         : lse[(b * P.H + h) * P.L + qt.row0 + r * qt.stride];
-    }
+      w.lse[r] = qt.text ? text_lse[((b * P.H + h) * P.k + sub) * P.T + row] : lse[(b * P.H + h) * P.L + row];
+    });
     std::fill(w.dq.begin(), w.dq.begin() + qn * D, A(0));
     A* Pm = w.p.data();
     A* dP = w.dp.data();

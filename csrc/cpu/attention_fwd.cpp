@@ -61,19 +61,18 @@ struct Forward {
       gemm<A>(false, false, qn, D, kn, A(1), S, kKeyTile, V, ldv, A(1), w.acc.data(), D);
     }
     // Normalise. A row with no unmasked key outputs 0 and gets lse = +inf, so the backward's P is 0.
-    for (int64_t r = 0; r < qn; ++r) {
+    qt.for_each_row([&](int64_t r, int64_t row) {
       const A l = w.l[r];
       A* o = w.acc.data() + r * D;
       scale_row(o, D, l > 0 ? A(1) / l : A(0));
       const A row_lse = l > 0 ? w.m[r] + std::log(l) : kInf<A>;
       if (qt.text) {
-        const int64_t t = qt.row0 + r;
-        text_lse[((b * P.H + h) * P.k + sub) * P.T + t] = row_lse;
-        std::copy(o, o + D, part(b, sub, t, h));
+        text_lse[((b * P.H + h) * P.k + sub) * P.T + row] = row_lse;
+        std::copy(o, o + D, part(b, sub, row, h));
       } else {
-        lse[(b * P.H + h) * P.L + qt.row0 + r * qt.stride] = row_lse;
+        lse[(b * P.H + h) * P.L + row] = row_lse;
       }
-    }
+    });
     if (!qt.text) store(out, b, h, qt, D, w.acc.data());
   }
 
