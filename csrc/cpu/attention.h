@@ -8,6 +8,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -50,11 +51,10 @@ struct Run {
 
 // A tile: one or more runs of one segment. A tile cut from one long lane is a single strided view of the
 // tensor; short lanes (group-skip on small videos) are packed whole into one tile so that GEMMs stay large.
-// `slot` is the tile's first row in the sub-sequence's key accumulators (video rows first, then text).
 struct Tile {
   bool text;
   std::vector<Run> runs;
-  int64_t n, slot;
+  int64_t n;
 
   // f(i, row) for the tile's i-th row and its natural (or text) row index.
   template <typename F>
@@ -76,13 +76,10 @@ struct Problem {
   // Tiles of sub-sequence `sub`, each at most `tile` rows, video lanes first, then the text rows.
   std::vector<Tile> tiles(int64_t sub, int64_t tile) const {
     std::vector<Tile> out;
-    int64_t slot = 0;
     auto add = [&](bool text, std::vector<Run> runs) {
       int64_t n = 0;
       for (const Run& r : runs) n += r.n;
-      if (n == 0) return;
-      out.push_back({text, std::move(runs), n, slot});
-      slot += n;
+      if (n > 0) out.push_back({text, std::move(runs), n});
     };
     auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {  // equal parts of a long run
       const int64_t parts = (count + tile - 1) / tile, size = (count + parts - 1) / parts;
@@ -121,6 +118,32 @@ struct Problem {
     });
   }
 };
+
+// The query and key tiles of every sub-sequence.
+struct Schedule {
+  std::vector<std::vector<Tile>> queries, keys;
+  explicit Schedule(const Problem& P) : queries(P.k), keys(P.k) {
+    for (int64_t s = 0; s < P.k; ++s) {
+      queries[s] = P.tiles(s, kQueryTile);
+      keys[s] = P.tiles(s, kKeyTile);
+    }
+  }
+};
+
+// Runs f(b, h, sub, i, scratch) for every (b, h, sub) and i < count(sub), in parallel, one Scratch per thread
+// chunk. The items of a sub-sequence are adjacent, so its keys stay in cache.
+template <typename Scratch, typename Count, typename F>
+void parallel_items(const Problem& P, Count count, F f) {
+  std::vector<std::array<int64_t, 4>> work;
+  for (int64_t b = 0; b < P.B; ++b)
+    for (int64_t h = 0; h < P.H; ++h)
+      for (int64_t s = 0; s < P.k; ++s)
+        for (int64_t i = 0; i < static_cast<int64_t>(count(s)); ++i) work.push_back({b, h, s, i});
+  at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
+    Scratch w(P.D);
+    for (int64_t i = begin; i < end; ++i) f(work[i][0], work[i][1], work[i][2], work[i][3], w);
+  });
+}
 
 // Compute-type view of a tile of an operand: a single-run tile of an operand that already has the compute type
 // is read in place (leading dim = row stride); otherwise its rows are gathered and converted into `buf` (leading

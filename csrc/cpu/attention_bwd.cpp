@@ -2,17 +2,24 @@
 // tile recomputes P = exp(scale * Q K^T - lse) tile by tile and accumulates dQ (per query tile) and dK, dV (per
 // sub-sequence, in fp32) with five GEMMs per tile pair. Text queries are the k copies of the forward, each with
 // dO / k; text key and query gradients are summed over the copies.
-#include <array>
-
 #include "attention.h"
 #include "kernels.h"
 
 namespace skiparse::cpu {
 namespace {
 
+// Where a key tile's dK, dV accumulate (leading dim ld): in place in dk/dv, or in the task's fp32 buffers.
+template <typename A>
+struct KeyGrad {
+  A *dk, *dv;
+  int64_t ld;
+  bool in_place;
+};
+
 template <typename A>
 struct BwdScratch {
   std::vector<A> q, dout, o, k, v, p, dp, dq, di, lse, dk, dv;
+  std::vector<KeyGrad<A>> key_grads;  // one per key tile of the current sub-sequence
   std::vector<int64_t> cols;
   explicit BwdScratch(int64_t D)
       : q(kQueryTile * D), dout(kQueryTile * D), o(kQueryTile * D), k(kKeyTile * D), v(kKeyTile * D),
@@ -59,7 +66,7 @@ struct Backward {
   A *dtq_parts, *dtk_parts, *dtv_parts;  // (B, k, T, H, D), (B, k*C, T, H, D) x 2
   A *dk_parts, *dv_parts;                // (B, C, L, H, D) when C > 1
 
-  // Query tile `qt` of sub-sequence `sub`: accumulates into w.dk / w.dv (slots of `keys`), writes its dQ.
+  // Query tile `qt` of sub-sequence `sub`: accumulates into w.key_grads, writes its dQ.
   void query_tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
                   BwdScratch<A>& w) const {
     const int64_t D = P.D, qn = qt.n;
@@ -82,7 +89,8 @@ struct Backward {
     std::fill(w.dq.begin(), w.dq.begin() + qn * D, A(0));
     A* Pm = w.p.data();
     A* dP = w.dp.data();
-    for (const Tile& kt : keys) {
+    for (size_t j = 0; j < keys.size(); ++j) {
+      const Tile& kt = keys[j];
       const int64_t kn = kt.n;
       const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data(), ldk);
       const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data(), ldv);
@@ -97,9 +105,8 @@ struct Backward {
         exp_sub_sum(p, kn, w.lse[r]);
         for (int64_t c : w.cols) p[c] = A(0);
       }
-      A* dK = w.dk.data() + kt.slot * D;
-      A* dV = w.dv.data() + kt.slot * D;
-      gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, lddo, A(1), dV, D);      // dV += P^T dO
+      const KeyGrad<A>& g = w.key_grads[j];
+      gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, lddo, A(1), g.dv, g.ld);  // dV += P^T dO
       gemm<A>(false, true, qn, kn, D, A(1), dO, lddo, V, ldv, A(0), dP, kKeyTile);    // dP = dO V^T
       for (int64_t r = 0; r < qn; ++r) {                                                 // dS = P (dP - Di)
         using V_ = at::vec::Vectorized<A>;
@@ -108,7 +115,7 @@ struct Backward {
                       dP + r * kKeyTile, kn);
       }
       gemm<A>(false, false, qn, D, kn, scale, dP, kKeyTile, K, ldk, A(1), w.dq.data(), D);  // dQ += s dS K
-      gemm<A>(true, false, kn, D, qn, scale, dP, kKeyTile, Q, ldq, A(1), dK, D);            // dK += s dS^T Q
+      gemm<A>(true, false, kn, D, qn, scale, dP, kKeyTile, Q, ldq, A(1), g.dk, g.ld);       // dK += s dS^T Q
     }
     if (qt.text) {
       store(slice(dtq_parts, sub, P.k, P.T, P.H, D), b, h, qt, D, w.dq.data());
@@ -118,47 +125,55 @@ struct Backward {
   }
 
   // Work item (b, h, sub, chunk c): query tiles c, c + C, ... of the sub-sequence, then its key gradients.
+  // A video key tile that is one strided run of an fp32/fp64 dk, dv owned by this item alone (C == 1)
+  // accumulates in place, as PyTorch's flash backward does; other tiles use the item's buffers.
   void task(int64_t b, int64_t h, int64_t sub, int64_t c, const std::vector<Tile>& queries,
             const std::vector<Tile>& keys, BwdScratch<A>& w) const {
-    const int64_t D = P.D, slots = keys.empty() ? 0 : keys.back().slot + keys.back().n;
-    w.dk.assign(slots * D, A(0));
-    w.dv.assign(slots * D, A(0));
+    const int64_t D = P.D;
+    auto in_place = [&](const Tile& kt) { return std::is_same_v<T, A> && C == 1 && !kt.text && kt.runs.size() == 1; };
+    int64_t rows = 0;
+    for (const Tile& kt : keys) rows += in_place(kt) ? 0 : kt.n;
+    w.dk.assign(rows * D, A(0));
+    w.dv.assign(rows * D, A(0));
+    w.key_grads.clear();
+    int64_t offset = 0;
+    for (const Tile& kt : keys) {
+      if constexpr (std::is_same_v<T, A>) {
+        if (in_place(kt)) {
+          const Run& r = kt.runs[0];
+          w.key_grads.push_back({dk.row(b, r.row0, h), dv.row(b, r.row0, h), r.stride * dk.sN, true});
+          continue;
+        }
+      }
+      w.key_grads.push_back({w.dk.data() + offset * D, w.dv.data() + offset * D, D, false});
+      offset += kt.n;
+    }
     for (size_t t = c; t < queries.size(); t += C) query_tile(b, h, sub, queries[t], keys, w);
     const int64_t part = sub * C + c;
-    for (const Tile& kt : keys) {
-      const A* dK = w.dk.data() + kt.slot * D;
-      const A* dV = w.dv.data() + kt.slot * D;
+    for (size_t j = 0; j < keys.size(); ++j) {
+      const Tile& kt = keys[j];
+      const KeyGrad<A>& g = w.key_grads[j];
+      if (g.in_place) continue;
       if (kt.text) {
-        store(slice(dtk_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, dK);
-        store(slice(dtv_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, dV);
+        store(slice(dtk_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, g.dk);
+        store(slice(dtv_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, g.dv);
       } else if (C == 1) {
-        store(dk, b, h, kt, D, dK);
-        store(dv, b, h, kt, D, dV);
+        store(dk, b, h, kt, D, g.dk);
+        store(dv, b, h, kt, D, g.dv);
       } else {
-        store(slice(dk_parts, c, C, P.L, P.H, D), b, h, kt, D, dK);
-        store(slice(dv_parts, c, C, P.L, P.H, D), b, h, kt, D, dV);
+        store(slice(dk_parts, c, C, P.L, P.H, D), b, h, kt, D, g.dk);
+        store(slice(dv_parts, c, C, P.L, P.H, D), b, h, kt, D, g.dv);
       }
     }
   }
 
   void run() const {
-    std::vector<std::vector<Tile>> keys(P.k), queries(P.k);
-    std::vector<std::array<int64_t, 4>> work;
-    for (int64_t s = 0; s < P.k; ++s) {
-      keys[s] = P.tiles(s, kKeyTile);
-      queries[s] = P.tiles(s, kQueryTile);
-    }
-    for (int64_t b = 0; b < P.B; ++b)
-      for (int64_t h = 0; h < P.H; ++h)
-        for (int64_t s = 0; s < P.k; ++s)
-          for (int64_t c = 0; c < C; ++c) work.push_back({b, h, s, c});
-    at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
-      BwdScratch<A> w(P.D);
-      for (int64_t i = begin; i < end; ++i) {
-        const auto [b, h, s, c] = work[i];
-        task(b, h, s, c, queries[s], keys[s], w);
-      }
-    });
+    const Schedule sched(P);
+    parallel_items<BwdScratch<A>>(
+        P, [&](int64_t) { return C; },
+        [&](int64_t b, int64_t h, int64_t s, int64_t c, BwdScratch<A>& w) {
+          task(b, h, s, c, sched.queries[s], sched.keys[s], w);
+        });
     if (C > 1) {
       reduce_parts(dk_parts, C, dk, P.B, P.L, P.H, P.D);
       reduce_parts(dv_parts, C, dv, P.B, P.L, P.H, P.D);
@@ -190,8 +205,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
   const Problem P = a.problem(sparsity, group, scale);
   const auto stats = q.options().dtype(stats_dtype(q));
   const int64_t C = query_chunks(P, static_cast<int64_t>(P.tiles(0, kQueryTile).size()));
-  Tensor dq = at::empty(q.sizes(), q.options()), dk = at::empty(q.sizes(), q.options());
-  Tensor dv = at::empty(q.sizes(), q.options());
+  // dk, dv start at zero: with C == 1 fp32/fp64 key tiles accumulate into them in place.
+  Tensor dq = at::empty(q.sizes(), q.options()), dk = at::zeros(q.sizes(), q.options());
+  Tensor dv = at::zeros(q.sizes(), q.options());
   Tensor dtq = at::empty({P.B, P.T, P.H, P.D}, q.options()), dtk = at::empty_like(dtq), dtv = at::empty_like(dtq);
   Tensor dtq_parts = at::empty({P.B, P.k, P.T, P.H, P.D}, stats);
   Tensor dtk_parts = at::empty({P.B, P.k * C, P.T, P.H, P.D}, stats), dtv_parts = at::empty_like(dtk_parts);

@@ -1,8 +1,6 @@
 // Fused Skiparse attention forward on the CPU: one online-softmax (flash) pass per query tile of a
 // sub-sequence over the sub-sequence's key tiles (its video lanes, then the text rows). Tiles are strided views
 // of q, k, v where they live; no padded or permuted copy, no S x S mask.
-#include <array>
-
 #include "attention.h"
 #include "kernels.h"
 
@@ -88,24 +86,12 @@ struct Forward {
   }
 
   void run() const {
-    // Work items (b, h, sub, query tile); the tiles of a sub-sequence are adjacent, so its keys stay in cache.
-    std::vector<std::vector<Tile>> keys(P.k), queries(P.k);
-    std::vector<std::array<int64_t, 4>> work;
-    for (int64_t s = 0; s < P.k; ++s) {
-      keys[s] = P.tiles(s, kKeyTile);
-      queries[s] = P.tiles(s, kQueryTile);
-    }
-    for (int64_t b = 0; b < P.B; ++b)
-      for (int64_t h = 0; h < P.H; ++h)
-        for (int64_t s = 0; s < P.k; ++s)
-          for (size_t i = 0; i < queries[s].size(); ++i) work.push_back({b, h, s, static_cast<int64_t>(i)});
-    at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
-      FwdScratch<A> w(P.D);
-      for (int64_t i = begin; i < end; ++i) {
-        const auto [b, h, s, t] = work[i];
-        tile(b, h, s, queries[s][t], keys[s], w);
-      }
-    });
+    const Schedule sched(P);
+    parallel_items<FwdScratch<A>>(
+        P, [&](int64_t s) { return sched.queries[s].size(); },
+        [&](int64_t b, int64_t h, int64_t s, int64_t i, FwdScratch<A>& w) {
+          tile(b, h, s, sched.queries[s][i], sched.keys[s], w);
+        });
     at::parallel_for(0, P.B * P.T * P.H, 64, [&](int64_t begin, int64_t end) {
       std::vector<A> sum(P.D);
       for (int64_t i = begin; i < end; ++i) text_mean(i / (P.T * P.H), (i / P.H) % P.T, i % P.H, sum.data());
