@@ -7,8 +7,7 @@ For each pattern (single, group), sparsity k and mode (fwd, fwd+bwd) it times, s
 interleaved rep by rep (this machine is noisy; absolute times drift):
 - ``skiparse``: the fused op on the selected backend (default: the best for the device),
 - ``upstream``: the reference path of Open-Sora Plan (pad, einops rearrange, repeat, SDPA, inverse, mean),
-- ``dense``: PyTorch SDPA on the same joint [video | text] sequence without Skiparse (one row per mode); at
-  k = 1 the upstream way is exactly this, so its row serves as upstream there.
+- ``dense``: PyTorch SDPA on the same joint [video | text] sequence, inputs already joined (one row per mode).
 Forward times come from the forward half of the forward+backward runs (with autograd recording).
 It prints median ms, executed GFLOP/s, the FLOP-ideal speedup (text included), the measured speedup over dense
 SDPA, the fraction of ideal, the speedup over upstream and the peak extra memory of both paths, and writes
@@ -223,9 +222,8 @@ def main(argv=None) -> int:
     def build(video, text):
         calls = {("dense", "dense", 1): runner("dense", video, text, 1, False, backend, backward)}
         for pat, k in cases:
-            calls[("skiparse", pat, k)] = runner("skiparse", video, text, k, pat == "group", backend, backward)
-            if k > 1:  # at k = 1 the upstream way is dense SDPA on the joint sequence: the dense row
-                calls[("upstream", pat, k)] = runner("upstream", video, text, k, pat == "group", backend, backward)
+            for kind in ("skiparse", "upstream"):
+                calls[(kind, pat, k)] = runner(kind, video, text, k, pat == "group", backend, backward)
         return calls
 
     for call in build(*make_case(args, device, dtype, latent=(2, 8, 8), text_len=min(T, 16))[1:]).values():
@@ -253,7 +251,7 @@ def main(argv=None) -> int:
                          gflops=dense_flops * factor / dense_s / 1e9, peak_extra_mib=mem[("dense", "dense", 1)],
                          shape=shape))
         for pat, k in cases:
-            up_key = ("upstream", pat, k) if k > 1 else ("dense", "dense", 1)
+            up_key = ("upstream", pat, k)
             fl = attention_flops(L, T, k, pat == "group", B, H, D)
             ours, up = median(("skiparse", pat, k)), median(up_key)
             ideal = dense_flops / fl

@@ -145,24 +145,21 @@ void parallel_items(const Problem& P, Count count, F f) {
   });
 }
 
-// Compute-type view of a tile of an operand: a single-run tile of an operand that already has the compute type
-// is read in place (leading dim = row stride); otherwise its rows are gathered and converted into `buf` (leading
-// dim D), optionally scaled.
+// Gathers the tile's rows of an operand into `buf` (compute type, leading dim D), converted and optionally
+// scaled: the CPU analogue of loading a tile into shared memory. Reading strided rows in place through the GEMM
+// measured slower (large power-of-two row strides defeat the caches), and the copy is O(rows) against the GEMM's
+// O(rows^2).
 template <typename T, typename A = acc_t<T>>
-const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, int64_t& ld,
-               A mul = 1) {
-  if constexpr (std::is_same_v<T, A>) {
-    if (mul == 1 && t.runs.size() == 1) {
-      ld = t.runs[0].stride * op.sN;
-      return op.row(b, t.runs[0].row0, h);
-    }
-  }
+const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, A mul = 1) {
   t.for_each_row([&](int64_t i, int64_t row) {
     const T* src = op.row(b, row, h);
     A* dst = buf + i * D;
-    for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]) * mul;
+    if (mul == 1) {
+      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]);
+    } else {
+      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]) * mul;
+    }
   });
-  ld = D;
   return buf;
 }
 

@@ -71,19 +71,18 @@ struct Backward {
                   BwdScratch<A>& w) const {
     const int64_t D = P.D, qn = qt.n;
     const A scale = A(P.scale);
-    int64_t ldq, lddo, ldo, ldk, ldv;
-    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data(), ldq);
+    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
     const A* dO;
     const A* O;
     if (qt.text) {  // copy `sub` of a text query received dtext_out / k
-      dO = stage(dtext_out, b, h, qt, D, w.dout.data(), lddo, A(1) / A(P.k));
-      O = stage(slice(text_parts, sub, P.k, P.T, P.H, D), b, h, qt, D, w.o.data(), ldo);
+      dO = stage(dtext_out, b, h, qt, D, w.dout.data(), A(1) / A(P.k));
+      O = stage(slice(text_parts, sub, P.k, P.T, P.H, D), b, h, qt, D, w.o.data());
     } else {
-      dO = stage(dout, b, h, qt, D, w.dout.data(), lddo);
-      O = stage(out, b, h, qt, D, w.o.data(), ldo);
+      dO = stage(dout, b, h, qt, D, w.dout.data());
+      O = stage(out, b, h, qt, D, w.o.data());
     }
     qt.for_each_row([&](int64_t r, int64_t row) {
-      w.di[r] = dot(dO + r * lddo, O + r * ldo, D);
+      w.di[r] = dot(dO + r * D, O + r * D, D);
       w.lse[r] = qt.text ? text_lse[((b * P.H + h) * P.k + sub) * P.T + row] : lse[(b * P.H + h) * P.L + row];
     });
     std::fill(w.dq.begin(), w.dq.begin() + qn * D, A(0));
@@ -92,9 +91,9 @@ struct Backward {
     for (size_t j = 0; j < keys.size(); ++j) {
       const Tile& kt = keys[j];
       const int64_t kn = kt.n;
-      const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data(), ldk);
-      const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data(), ldv);
-      gemm<A>(false, true, qn, kn, D, scale, Q, ldq, K, ldk, A(0), Pm, kKeyTile);
+      const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data());
+      const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data());
+      gemm<A>(false, true, qn, kn, D, scale, Q, D, K, D, A(0), Pm, kKeyTile);
       P.masked_columns(b, kt, w.cols);
       for (int64_t r = 0; r < qn; ++r) {
         A* p = Pm + r * kKeyTile;
@@ -106,16 +105,16 @@ struct Backward {
         for (int64_t c : w.cols) p[c] = A(0);
       }
       const KeyGrad<A>& g = w.key_grads[j];
-      gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, lddo, A(1), g.dv, g.ld);  // dV += P^T dO
-      gemm<A>(false, true, qn, kn, D, A(1), dO, lddo, V, ldv, A(0), dP, kKeyTile);    // dP = dO V^T
+      gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, D, A(1), g.dv, g.ld);  // dV += P^T dO
+      gemm<A>(false, true, qn, kn, D, A(1), dO, D, V, D, A(0), dP, kKeyTile);    // dP = dO V^T
       for (int64_t r = 0; r < qn; ++r) {                                                 // dS = P (dP - Di)
         using V_ = at::vec::Vectorized<A>;
         const A di = w.di[r];
         at::vec::map2([di](V_ p, V_ g) { return p * (g - V_(di)); }, dP + r * kKeyTile, Pm + r * kKeyTile,
                       dP + r * kKeyTile, kn);
       }
-      gemm<A>(false, false, qn, D, kn, scale, dP, kKeyTile, K, ldk, A(1), w.dq.data(), D);  // dQ += s dS K
-      gemm<A>(true, false, kn, D, qn, scale, dP, kKeyTile, Q, ldq, A(1), g.dk, g.ld);       // dK += s dS^T Q
+      gemm<A>(false, false, qn, D, kn, scale, dP, kKeyTile, K, D, A(1), w.dq.data(), D);  // dQ += s dS K
+      gemm<A>(true, false, kn, D, qn, scale, dP, kKeyTile, Q, D, A(1), g.dk, g.ld);    // dK += s dS^T Q
     }
     if (qt.text) {
       store(slice(dtq_parts, sub, P.k, P.T, P.H, D), b, h, qt, D, w.dq.data());

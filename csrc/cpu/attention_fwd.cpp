@@ -31,17 +31,16 @@ struct Forward {
   void tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
             FwdScratch<A>& w) const {
     const int64_t D = P.D, qn = qt.n;
-    int64_t ldq, ldk, ldv;
-    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data(), ldq);
+    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
     std::fill(w.m.begin(), w.m.begin() + qn, -kInf<A>);
     std::fill(w.l.begin(), w.l.begin() + qn, A(0));
     std::fill(w.acc.begin(), w.acc.begin() + qn * D, A(0));
     A* S = w.s.data();
     for (const Tile& kt : keys) {
       const int64_t kn = kt.n;
-      const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data(), ldk);
-      const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data(), ldv);
-      gemm<A>(false, true, qn, kn, D, A(P.scale), Q, ldq, K, ldk, A(0), S, kKeyTile);
+      const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data());
+      const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data());
+      gemm<A>(false, true, qn, kn, D, A(P.scale), Q, D, K, D, A(0), S, kKeyTile);
       P.masked_columns(b, kt, w.cols);
       for (int64_t r = 0; r < qn; ++r) {
         A* s = S + r * kKeyTile;
@@ -56,7 +55,7 @@ struct Forward {
         if (alpha != A(1)) scale_row(w.acc.data() + r * D, D, alpha);
         w.m[r] = m_new;
       }
-      gemm<A>(false, false, qn, D, kn, A(1), S, kKeyTile, V, ldv, A(1), w.acc.data(), D);
+      gemm<A>(false, false, qn, D, kn, A(1), S, kKeyTile, V, D, A(1), w.acc.data(), D);
     }
     // Normalise. A row with no unmasked key outputs 0 and gets lse = +inf, so the backward's P is 0.
     qt.for_each_row([&](int64_t r, int64_t row) {
