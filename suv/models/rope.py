@@ -18,12 +18,6 @@ def axis_dims(head_dim: int) -> tuple[int, int, int]:
     return head_dim // 16 * 4, head_dim // 16 * 6, head_dim // 16 * 6
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """``cat(-x2, x1)`` of the two halves of the last dim."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
 class RoPE3D(nn.Module):
     """Holds the cos/sin tables ``(L, head_dim)`` fp32 per (grid, device), and applies them to ``(B, L, H, D)``."""
 
@@ -33,10 +27,21 @@ class RoPE3D(nn.Module):
         self.dims = axis_dims(head_dim)
         self.base = base
         self.interpolation_scale = tuple(float(s) for s in interpolation_scale)
+        # Channel index with the two halves of every axis sub-vector swapped: rotate_half without the sign.
+        swap, start = [], 0
+        for dx in self.dims:
+            half = list(range(start, start + dx))
+            swap += half[dx // 2 :] + half[: dx // 2]
+            start += dx
+        self._swap = torch.tensor(swap, device="cpu")  # explicit: models are often built under torch.device("meta")
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def tables(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin ``(T*H*W, head_dim)`` fp32 for the token grid ``(T, H, W)`` in raster order."""
+        """cos, sin ``(T*H*W, head_dim)`` fp32 for the token grid ``(T, H, W)`` in raster order.
+
+        The sin table carries rotate_half's sign (negative on each axis's first half), so ``apply`` needs one gather
+        instead of splits, negations and concatenations.
+        """
         key = (tuple(grid), str(device))
         if key not in self._cache:
             coords = torch.cartesian_prod(*(torch.arange(n, dtype=torch.float32, device=device) for n in grid))
@@ -46,13 +51,14 @@ class RoPE3D(nn.Module):
                 inv_freq = self.base ** (-torch.arange(0, dx, 2, dtype=torch.float32, device=device) / dx)
                 freqs = (coords[:, axis] / scale)[:, None] * inv_freq[None]
                 emb = torch.cat([freqs, freqs], dim=-1)
+                sign = torch.cat([-torch.ones(dx // 2, device=device), torch.ones(dx // 2, device=device)])
                 cos.append(emb.cos())
-                sin.append(emb.sin())
+                sin.append(emb.sin() * sign)
             self._cache[key] = (torch.cat(cos, -1), torch.cat(sin, -1))
         return self._cache[key]
 
     def apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Rotate ``x (B, L, H, head_dim)`` with tables ``(L, head_dim)``; computed in fp32, cast back."""
         xf = x.float()
-        rotated = torch.cat([rotate_half(part) for part in xf.split(self.dims, dim=-1)], dim=-1)
-        return (xf * cos[:, None] + rotated * sin[:, None]).to(x.dtype)
+        swapped = xf.index_select(-1, self._swap.to(x.device))  # each axis's halves exchanged
+        return (xf * cos[:, None] + swapped * sin[:, None]).to(x.dtype)
