@@ -265,15 +265,15 @@ def main(argv=None) -> int:
     def fmt_mib(x):
         return "n/a" if x is None else f"{x:.0f}"
 
-    head = (f"{'mode':<8}{'pattern':<8}{'k':>3}{'ms':>11}{'GFLOP/s':>9}{'ideal x':>9}{'vs dense':>10}"
+    head = (f"{'backend':<10}{'mode':<8}{'pattern':<8}{'k':>3}{'ms':>11}{'GFLOP/s':>9}{'ideal x':>9}{'vs dense':>10}"
             f"{'of ideal':>10}{'vs upstream':>13}{'extra MiB':>11}{'upstream MiB':>14}")
     print(head)
     for r in rows:
         if r["kind"] == "dense":
-            print(f"{r['mode']:<8}{'dense':<8}{1:>3}{r['ms']:>11.1f}{r['gflops']:>9.1f}{'1.00':>9}{'1.00x':>10}"
+            print(f"{'sdpa':<10}{r['mode']:<8}{'dense':<8}{1:>3}{r['ms']:>11.1f}{r['gflops']:>9.1f}{'1.00':>9}{'1.00x':>10}"
                   f"{'':>10}{'':>13}{fmt_mib(r['peak_extra_mib']):>11}{'(SDPA)':>14}")
         else:
-            print(f"{r['mode']:<8}{r['pattern']:<8}{r['k']:>3}{r['ms']:>11.1f}{r['gflops']:>9.1f}"
+            print(f"{r['backend']:<10}{r['mode']:<8}{r['pattern']:<8}{r['k']:>3}{r['ms']:>11.1f}{r['gflops']:>9.1f}"
                   f"{r['ideal_speedup']:>9.2f}{r['speedup_vs_dense']:>9.2f}x{r['fraction_of_ideal']:>9.0%}"
                   f"{r['speedup_vs_upstream']:>12.2f}x{fmt_mib(r['peak_extra_mib']):>11}"
                   f"{fmt_mib(r['upstream_peak_extra_mib']):>14}")

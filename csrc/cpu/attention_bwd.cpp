@@ -108,9 +108,9 @@ struct Backward {
       gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, D, A(1), g.dv, g.ld);  // dV += P^T dO
       gemm<A>(false, true, qn, kn, D, A(1), dO, D, V, D, A(0), dP, kKeyTile);    // dP = dO V^T
       for (int64_t r = 0; r < qn; ++r) {                                                 // dS = P (dP - Di)
-        using V_ = at::vec::Vectorized<A>;
+        using Vec = at::vec::Vectorized<A>;
         const A di = w.di[r];
-        at::vec::map2([di](V_ p, V_ g) { return p * (g - V_(di)); }, dP + r * kKeyTile, Pm + r * kKeyTile,
+        at::vec::map2([di](Vec p, Vec g) { return p * (g - Vec(di)); }, dP + r * kKeyTile, Pm + r * kKeyTile,
                       dP + r * kKeyTile, kn);
       }
       gemm<A>(false, false, qn, D, kn, scale, dP, kKeyTile, K, D, A(1), w.dq.data(), D);  // dQ += s dS K
