@@ -95,8 +95,9 @@ def read_checkpoint(path: PathLike, weights_only: bool = True) -> Any:
             return obj
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch and safetensors raise many types for truncated or foreign files
-        hint = " (it holds non-tensor objects; pass weights_only=False only if you trust the file)" if (
-            weights_only and "weights_only" in str(e)) else ""  # fmt: skip
+        hint = ""
+        if weights_only and "weights_only" in str(e):
+            hint = " (it holds non-tensor objects; pass weights_only=False only if you trust the file)"
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}{hint}") from e
 
 

@@ -70,13 +70,17 @@ class WFVAEConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"WFVAEConfig.{name} must be a positive int, got {value!r}")
         if not isinstance(self.connect_res_layer_num, int) or self.connect_res_layer_num < 0:
-            raise ValueError(f"WFVAEConfig.connect_res_layer_num must be an int >= 0, got {self.connect_res_layer_num!r}")
+            raise ValueError(
+                f"WFVAEConfig.connect_res_layer_num must be an int >= 0, got {self.connect_res_layer_num!r}"
+            )
         if self.norm_type != "layernorm":
             # GroupNorm statistics span all frames of a 3D block, which makes the causal cache inexact; no released
             # WF-VAE checkpoint uses it (the paper reports it unstable).
             raise ValueError(f"WFVAEConfig.norm_type must be 'layernorm', got {self.norm_type!r}")
         if self.t_interpolation not in ("trilinear", "nearest"):
-            raise ValueError(f"WFVAEConfig.t_interpolation must be 'trilinear' or 'nearest', got {self.t_interpolation!r}")
+            raise ValueError(
+                f"WFVAEConfig.t_interpolation must be 'trilinear' or 'nearest', got {self.t_interpolation!r}"
+            )
         if self.dropout != 0.0:
             raise ValueError(f"WFVAEConfig.dropout must be 0.0 (inference model), got {self.dropout!r}")
         if len(self.scale) != self.latent_dim or len(self.shift) != self.latent_dim:
@@ -86,10 +90,12 @@ class WFVAEConfig:
             )
         if any(s == 0.0 for s in self.scale):
             raise ValueError("WFVAEConfig.scale must not contain zeros (it is 1/std of each latent channel)")
-        level2 = (self.l2_dowmsample_block, self.l2_downsample_wavelet, self.l2_upsample_block, self.l2_upsample_wavelet)
+        level2 = (self.l2_dowmsample_block, self.l2_downsample_wavelet, self.l2_upsample_block,
+                  self.l2_upsample_wavelet)  # fmt: skip
         if level2 != _BLOCKS_3D:
             raise ValueError(f"level-2 blocks must be {_BLOCKS_3D}, got {level2}")
-        level1 = (self.l1_dowmsample_block, self.l1_downsample_wavelet, self.l1_upsample_block, self.l1_upsample_wavelet)
+        level1 = (self.l1_dowmsample_block, self.l1_downsample_wavelet, self.l1_upsample_block,
+                  self.l1_upsample_wavelet)  # fmt: skip
         if level1 not in (_BLOCKS_3D, _BLOCKS_2D):
             raise ValueError(f"level-1 blocks must be all 3D {_BLOCKS_3D} or all 2D {_BLOCKS_2D}, got {level1}")
 

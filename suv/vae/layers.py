@@ -56,7 +56,8 @@ class LayerNorm(nn.Module):
 
     def channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> normalised (B, T, H, W, C), contiguous."""
-        return F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+        norm = self.norm
+        return F.layer_norm(x.movedim(1, -1), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         # Statistics along dim 1 in place: about 2x faster on CPU than F.layer_norm between two transposing copies.
@@ -75,14 +76,11 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, temporal: bool) -> None:
         super().__init__()
-        if temporal:
-            conv = lambda cin, cout, k: CausalConv3d(cin, cout, k, padding=k // 2)  # noqa: E731
-        else:
-            conv = lambda cin, cout, k: FrameConv2d(cin, cout, k, padding=k // 2)  # noqa: E731
+        conv = CausalConv3d if temporal else FrameConv2d
         self.norm1 = LayerNorm(in_channels)
-        self.conv1 = conv(in_channels, out_channels, 3)
+        self.conv1 = conv(in_channels, out_channels, 3, padding=1)
         self.norm2 = LayerNorm(out_channels)
-        self.conv2 = conv(out_channels, out_channels, 3)
+        self.conv2 = conv(out_channels, out_channels, 3, padding=1)
         if in_channels != out_channels:
             self.nin_shortcut = conv(in_channels, out_channels, 1)
 

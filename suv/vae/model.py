@@ -187,8 +187,8 @@ class WFVAE(nn.Module):
         self.register_buffer("scale", torch.tensor(self.config.scale).view(-1, 1, 1, 1), persistent=False)
         self.register_buffer("shift", torch.tensor(self.config.shift).view(-1, 1, 1, 1), persistent=False)
         self.use_tiling = False
-        self.t_chunk_enc = 2 * self.config.temporal_compression
-        self.t_chunk_dec = 2
+        self.t_chunk_enc = self.config.temporal_compression
+        self.t_chunk_dec = 1  # smallest working set; per-chunk cost is the same work as the direct pass
         self.spatial_tile: int | None = None
         self.spatial_overlap = 64
 
@@ -203,8 +203,9 @@ class WFVAE(nn.Module):
                       spatial_tile: int | None = None, spatial_overlap: int | None = None) -> None:  # fmt: skip
         """Chunk encode/decode in time with the causal cache (exact), optionally also in space (approximate).
 
-        t_chunk_enc: pixel frames per encoder chunk, a multiple of the temporal compression (default 2x it).
-        t_chunk_dec: latent frames per decoder chunk (default 2); memory grows with both, speed barely.
+        t_chunk_enc: pixel frames per encoder chunk, a multiple of the temporal compression (default: 1 latent
+        frame's worth). t_chunk_dec: latent frames per decoder chunk (default 1). Memory grows with both, speed
+        barely.
         spatial_tile / spatial_overlap: tile size and overlap in pixels (multiples of 8); None disables tiling.
         """
         tc = self.config.temporal_compression
@@ -219,10 +220,10 @@ class WFVAE(nn.Module):
             s = self.config.spatial_compression
             if not (isinstance(spatial_tile, int) and spatial_tile > 0 and spatial_tile % s == 0):
                 raise ValueError(f"spatial_tile must be a positive multiple of {s} pixels, got {spatial_tile!r}")
-            if not (isinstance(spatial_overlap, int) and 0 < spatial_overlap < spatial_tile and spatial_overlap % s == 0):
-                raise ValueError(
-                    f"spatial_overlap must be a multiple of {s} in (0, spatial_tile={spatial_tile}), got {spatial_overlap!r}"
-                )
+            if not (isinstance(spatial_overlap, int) and 0 < spatial_overlap < spatial_tile
+                    and spatial_overlap % s == 0):  # fmt: skip
+                raise ValueError(f"spatial_overlap must be a multiple of {s} in (0, spatial_tile={spatial_tile}), "
+                                 f"got {spatial_overlap!r}")  # fmt: skip
         self.use_tiling = use_tiling
         self.t_chunk_enc, self.t_chunk_dec = t_chunk_enc, t_chunk_dec
         self.spatial_tile, self.spatial_overlap = spatial_tile, spatial_overlap
@@ -252,7 +253,8 @@ class WFVAE(nn.Module):
         lo, hi = torch.aminmax(x.detach())
         if lo < -1.001 or hi > 1.001:  # small slack for resampling overshoot
             raise ValueError(
-                f"x must be in [-1, 1], got values in [{lo.item():.4g}, {hi.item():.4g}] (map [0, 1] pixels with 2x - 1)"
+                f"x must be in [-1, 1], got values in [{lo.item():.4g}, {hi.item():.4g}] "
+                "(map [0, 1] pixels with 2x - 1)"
             )
 
     def _encode_frames(self, x: torch.Tensor, chunked: bool) -> torch.Tensor:

@@ -38,10 +38,10 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     ``tile`` and ``overlap`` are in input pixels and multiples of ``down``; returns (B, C', T', H * up / down, ...).
     """
     h, w = x.shape[-2:]
+    th, tw = min(tile, h), min(tile, w)
     out = weight = None
     for h0 in tile_starts(h, tile, overlap):
         for w0 in tile_starts(w, tile, overlap):
-            th, tw = min(tile, h), min(tile, w)
             y = fn(x[..., h0 : h0 + th, w0 : w0 + tw])
             if out is None:
                 out = y.new_zeros(*y.shape[:-2], h * up // down, w * up // down)
