@@ -28,8 +28,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
 class GELUProj(nn.Module):
@@ -60,12 +59,12 @@ class FeedForward(nn.Module):
 
 def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``norm(x) * (1 + scale) + shift`` in fp32, cast back; x ``(B, L, D)``, shift/scale ``(B, 1, D)`` fp32."""
-    return (norm(x).float() * (1.0 + scale) + shift).to(x.dtype)
+    return torch.addcmul(shift, norm(x).float(), 1.0 + scale).to(x.dtype)  # one fused pass over the tokens
 
 
 def gated_add(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Residual ``x + gate * y`` in fp32 (gate used raw, no ``1 +``), cast back to x's dtype."""
-    return (x.float() + gate * y.float()).to(x.dtype)
+    return torch.addcmul(x.float(), gate, y.float()).to(x.dtype)
 
 
 class AdaLNZero(nn.Module):
