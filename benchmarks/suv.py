@@ -1,7 +1,7 @@
 """SUV denoiser: FLOP model of the released 8.5B config, and a measured dense-vs-sparse forward side by side.
 
-    python benchmarks/suv.py --quick     # 4 latent frames (9,216 video tokens), ~1 min on 2 CPU cores
-    python benchmarks/suv.py             # the full 36,864-token sequence (121x576x1024), several minutes on CPU
+    python benchmarks/suv.py --quick     # 4 latent frames (9,216 video tokens), ~15 s on one CPU core
+    python benchmarks/suv.py             # the full 36,864-token sequence (121x576x1024), ~3-7 min on CPU
 
 Part 1 counts forward FLOPs (2 per multiply-add) of the released config at 121x576x1024: every Linear/Conv
 from the model's own modules (on the meta device) times the tokens it sees, plus joint attention
@@ -106,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 latent frames instead of 16 (9,216 video tokens)")
     parser.add_argument("--repeats", type=int, default=1, help="forward passes per model (best is reported)")
     parser.add_argument("--text-tokens", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a loaded shared CPU, thread hand-off in the many small "
+                             "non-attention ops costs more than a second core gains)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     released = flop_model(PRESETS["suv-8.5b"], (16, 36, 64), 512)
     print("FLOP model, released 8.5B config, 121x576x1024 -> latent 16x72x128, 36,864 video + 512 text tokens")

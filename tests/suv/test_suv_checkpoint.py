@@ -44,7 +44,7 @@ def test_released_flat_dict_with_extra_state_and_last_block_text_branch(tmp_path
         if k.endswith("to_q.weight") or k.endswith("norm1.linear.weight"):
             flat[k[: -len(".weight")] + "._extra_state"] = None
     torch.save(flat, tmp_path / "model_ema.pt")
-    _same_weights(model, load_suv(tmp_path / "model_ema.pt", config="suv-tiny", weights_only=False))
+    _same_weights(model, load_suv(tmp_path / "model_ema.pt", config="suv-tiny"))  # None values: weights_only is fine
     # A plain strict load_state_dict works too, once the _extra_state entries are gone (they are not tensors).
     fresh = random_suv(seed=1)
     fresh.load_state_dict({k: v for k, v in flat.items() if v is not None}, strict=True)
