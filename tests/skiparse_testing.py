@@ -1,4 +1,4 @@
-"""Shared test helpers: the fp64 oracle, the FlashAttention error rule, input makers."""
+"""Helpers of the skiparse op tests: input makers, runs on a backend, the FlashAttention error rule."""
 from __future__ import annotations
 
 import pytest
@@ -8,11 +8,6 @@ import skiparse
 from skiparse.backends import status
 
 requires_cpu_ext = pytest.mark.skipif(not status("cpu")[0], reason=f"CPU backend off: {status('cpu')[1]}")
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
 
 
 def make_inputs(B, L, H, D, T, *, dtype=torch.float32, masks=False, requires_grad=True, seed=0):

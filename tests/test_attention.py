@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import skiparse
-from conftest import assert_fa_rule, cast, make_inputs, requires_cpu_ext, run, tensor_inputs
+from skiparse_testing import assert_fa_rule, cast, make_inputs, requires_cpu_ext, run, tensor_inputs
 
 pytestmark = requires_cpu_ext
 

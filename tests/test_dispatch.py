@@ -8,7 +8,7 @@ import torch
 
 import skiparse
 from skiparse import backends
-from conftest import requires_cpu_ext
+from skiparse_testing import requires_cpu_ext
 
 
 def test_unknown_backend_names_the_choices(monkeypatch):

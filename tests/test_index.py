@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from skiparse import index, reference
-from conftest import requires_cpu_ext
+from skiparse_testing import requires_cpu_ext
 
 CASES = [(L, k, g) for L in (1, 5, 16, 70, 97, 192) for k in (1, 2, 3, 4, 8) for g in (False, True)]
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 import skiparse
-from conftest import make_inputs, requires_cpu_ext
+from skiparse_testing import make_inputs, requires_cpu_ext
 
 pytestmark = requires_cpu_ext
 

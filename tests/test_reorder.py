@@ -4,7 +4,7 @@ import torch
 
 import skiparse
 from skiparse import reference
-from conftest import requires_cpu_ext
+from skiparse_testing import requires_cpu_ext
 
 SHAPES = [(2, 70, 3, 4), (1, 97, 5), (3, 192), (2, 16, 2, 3, 2)]
 BACKENDS = ["reference", pytest.param("cpu", marks=requires_cpu_ext)]
