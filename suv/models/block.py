@@ -8,6 +8,16 @@ from .attention import AttentionContext, JointAttention
 from .layers import AdaLNZero, FeedForward, gated_add, modulate
 
 
+_FP16_MAX = 65504.0
+
+
+def clamp_fp16(x: torch.Tensor) -> torch.Tensor:
+    """fp16 only: NaN -> 0 and clamp to the fp16 range, as the reference does on both streams in fp16 inference."""
+    if x.dtype != torch.float16:
+        return x
+    return torch.nan_to_num(x, nan=0.0).clamp(-_FP16_MAX, _FP16_MAX)
+
+
 class SparseMMDiTBlock(nn.Module):
     """Video stream x ``(B, L, D)`` and text stream e ``(B, T, D)``, conditioned on c ``(B, Tc)`` fp32.
 
@@ -34,6 +44,7 @@ class SparseMMDiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor, c: torch.Tensor, ctx: AttentionContext
                 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Returns the updated (x, e); e is returned unchanged when ``context_pre_only``."""
+        x, e = clamp_fp16(x), clamp_fp16(e)
         shift, scale, gate, e_shift, e_scale, e_gate = self.norm1(c)
         a_x, a_e = self.attn1(modulate(x, self.norm1.norm, shift, scale),
                               modulate(e, self.norm1.norm_enc, e_shift, e_scale), ctx)  # fmt: skip
@@ -41,6 +52,7 @@ class SparseMMDiTBlock(nn.Module):
         if not self.context_pre_only:
             e = gated_add(e, e_gate, a_e)
 
+        x, e = clamp_fp16(x), clamp_fp16(e)
         shift, scale, gate, e_shift, e_scale, e_gate = self.norm2(c)
         x_n = modulate(x, self.norm2.norm, shift, scale)
         if self.double_ff:

@@ -198,3 +198,12 @@ def test_video_mask_all_ones_equals_no_mask():
         a = model(**inp)
         b = model(**inp, attention_mask=torch.ones(2, 2, 8, 12))
     torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_fp16_streams_are_sanitised_like_the_reference():
+    from suv.models.block import clamp_fp16
+
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.5], dtype=torch.float16)
+    assert clamp_fp16(x).tolist() == [0.0, 65504.0, -65504.0, 1.5]
+    y = torch.tensor([float("inf")])
+    assert clamp_fp16(y) is y  # other dtypes untouched
