@@ -37,12 +37,8 @@ def random_video(t: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tenso
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    """The test models are tiny: thread synchronisation would dominate their run time, badly on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_models_on_one_thread(one_thread):
+    pass
 
 
 @pytest.fixture(scope="module")
