@@ -200,3 +200,13 @@ def load_wfvae(path: PathLike, config: WFVAEConfig | Mapping[str, Any] | str | N
 def save_wfvae(model: WFVAE, path: PathLike) -> None:
     """Write a WF-VAE's weights with its config (released key names), atomically; ``load_wfvae`` reads it back."""
     save_checkpoint(model.state_dict(), path, config=model.config.to_dict())
+
+
+def __getattr__(name: str):
+    # `suv.checkpoint.load_suv` is the SUV denoiser's loader; it lives in suv.suv_checkpoint, which imports the
+    # helpers above, so it is resolved lazily here.
+    if name in ("load_suv", "save_suv"):
+        from suv import suv_checkpoint
+
+        return getattr(suv_checkpoint, name)
+    raise AttributeError(f"module 'suv.checkpoint' has no attribute {name!r}")

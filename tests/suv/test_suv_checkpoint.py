@@ -89,3 +89,11 @@ def test_convert_cli_writes_loadable_safetensors(tmp_path, capsys):
     assert e.value.code == 2 and not (tmp_path / "x.safetensors").exists()
     with pytest.raises(SystemExit):
         convert_main([str(tmp_path / "m.pt"), str(tmp_path / "x.bin")])
+
+
+def test_load_suv_is_reachable_from_suv_checkpoint():
+    import suv.checkpoint
+    import suv.suv_checkpoint
+
+    assert suv.checkpoint.load_suv is suv.suv_checkpoint.load_suv
+    assert suv.checkpoint.save_suv is suv.suv_checkpoint.save_suv
