@@ -21,7 +21,7 @@ import torch
 
 from .index import sub_length
 
-_lib = torch.library.Library("skiparse", "DEF")  # noqa: TOR901 (the namespace is ours)
+_lib = torch.library.Library("skiparse", "DEF")
 
 _ATTN_ARGS = (
     "Tensor q, Tensor k, Tensor v, Tensor? text_q, Tensor? text_k, Tensor? text_v, "

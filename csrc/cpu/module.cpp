@@ -11,7 +11,8 @@ namespace {
 std::string required_isa_missing() {
 #if defined(__AVX2__) && defined(__x86_64__)
   __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return "AVX2+FMA";
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
+    return "AVX2+FMA+F16C";
 #endif
   return "";
 }
