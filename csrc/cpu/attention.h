@@ -146,9 +146,9 @@ void parallel_items(const Problem& P, Count count, F f) {
 }
 
 // Gathers the tile's rows of an operand into `buf` (compute type, leading dim D), converted and optionally
-// scaled: the CPU analogue of loading a tile into shared memory. Reading strided rows in place through the GEMM
-// measured slower (large power-of-two row strides defeat the caches), and the copy is O(rows) against the GEMM's
-// O(rows^2).
+// scaled: the CPU analogue of loading a tile into shared memory. The GEMMs then see contiguous operands whatever
+// the row stride (up to k^2 * H * D elements for group-skip); the copy is O(rows * D) against the GEMM's
+// O(rows^2 * D). Reading fp32 rows in place instead was not measurably faster on the (noisy) 2-core machines.
 template <typename T, typename A = acc_t<T>>
 const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, A mul = 1) {
   t.for_each_row([&](int64_t i, int64_t row) {

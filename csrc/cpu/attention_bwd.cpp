@@ -166,8 +166,7 @@ struct Backward {
     }
   }
 
-  void run() const {
-    const Schedule sched(P);
+  void run(const Schedule& sched) const {
     parallel_items<BwdScratch<A>>(
         P, [&](int64_t) { return C; },
         [&](int64_t b, int64_t h, int64_t s, int64_t c, BwdScratch<A>& w) {
@@ -203,7 +202,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
   const AttentionArgs a(q, k, v, text_q, text_k, text_v, text_mask, video_mask);
   const Problem P = a.problem(sparsity, group, scale);
   const auto stats = q.options().dtype(stats_dtype(q));
-  const int64_t C = query_chunks(P, static_cast<int64_t>(P.tiles(0, kQueryTile).size()));
+  const Schedule sched(P);
+  const int64_t C = query_chunks(P, static_cast<int64_t>(sched.queries[0].size()));
   // dk, dv start at zero: with C == 1 fp32/fp64 key tiles accumulate into them in place.
   Tensor dq = at::empty(q.sizes(), q.options()), dk = at::zeros(q.sizes(), q.options());
   Tensor dv = at::zeros(q.sizes(), q.options());
@@ -226,7 +226,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
                        Op(a.text_k), Op(a.text_v), Op(out_), Op(dout_), Op(dtext_),       Op(dq),
                        Op(dk),    Op(dv),    ptr(lse_), ptr(text_lse_), ptr(parts_),      ptr(dtq_parts),
                        ptr(dtk_parts), ptr(dtv_parts), ptr(dk_parts), ptr(dv_parts), dtq, dtk, dtv}
-        .run();
+        .run(sched);
   });
   return {dq, dk, dv, dtq, dtk, dtv};
 }
