@@ -1,0 +1,49 @@
+"""Row addressing and tile loads shared by the Triton attention kernels.
+
+A program works on one (batch item b, head h, sub-sequence s). Its video rows are the positions of sub-sequence
+``s`` mapped to natural rows (:func:`natural_row`); its text rows are the ``T`` text tokens, which every
+sub-sequence sees (the "repeat" of the reference, without a copy). Rows past ``L``, the sub-sequence's padding,
+are masked by bounds.
+"""
+import triton
+import triton.language as tl
+
+from .index import natural_row
+
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def video_rows(start, offs, sub, SUB, L, sparsity, GROUP: tl.constexpr):
+    """Natural rows (int64) of positions ``start + offs`` of sub-sequence ``sub``, and which of them are real."""
+    pos = start + offs
+    rows = natural_row(pos, sub, sparsity, GROUP)
+    return rows, (pos < SUB) & (rows < L)
+
+
+@triton.jit
+def text_rows(start, offs, T):
+    rows = start + offs
+    return rows, rows < T
+
+
+@triton.jit
+def load_rows(base, rows, stride_row, valid, offs_d, HEAD_DIM: tl.constexpr):
+    """``(len(rows), BLOCK_D)`` tile of rows of a (.., rows, .., D) tensor whose head/batch offset is in ``base``."""
+    ptrs = base + rows[:, None] * stride_row + offs_d[None, :]
+    return tl.load(ptrs, mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+
+
+@triton.jit
+def store_rows(base, rows, stride_row, valid, offs_d, x, HEAD_DIM: tl.constexpr):
+    ptrs = base + rows[:, None] * stride_row + offs_d[None, :]
+    tl.store(ptrs, x.to(base.dtype.element_ty), mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM))
+
+
+@triton.jit
+def key_mask(valid, mask_base, rows, HAS_MASK: tl.constexpr):
+    """``valid`` and-ed with a (B, N) uint8 key mask row (1 = attend)."""
+    if HAS_MASK:
+        valid = valid & (tl.load(mask_base + rows, mask=valid, other=0) != 0)
+    return valid
