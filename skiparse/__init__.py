@@ -7,6 +7,7 @@ from .api import reorder, restore, skiparse_attention
 from .backends import status as _status, use_backend
 
 _status("cpu")  # loads skiparse._C (if built), registering the CPU kernels of torch.ops.skiparse
+_status("triton")  # with a GPU, registers the Triton kernels as the CUDA kernels
 
 __all__ = ["skiparse_attention", "reorder", "restore", "use_backend"]
 __version__ = "0.1.0"
