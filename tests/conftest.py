@@ -1,6 +1,13 @@
 """Fixtures shared by every test (helpers of the op tests live in ``skiparse_testing.py``)."""
+import os
+
 import pytest
 import torch
+
+# Without a GPU the Triton kernels are tested under the interpreter, on CPU tensors. Triton reads this when a
+# kernel is decorated, so it must be set before any ``skiparse.triton`` module is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
 """Backend selection: env var, context manager, auto, clear errors, and the info report."""
+import importlib.util
 import subprocess
 import sys
 import warnings
@@ -40,6 +41,23 @@ def test_auto_picks_the_cpu_kernels_for_cpu_tensors():
 def test_unavailable_backend_raises_with_reason():
     with skiparse.use_backend("triton"), pytest.raises(RuntimeError, match="'triton' is not available: "):
         skiparse.reorder(torch.randn(2, 8), 2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+@pytest.mark.parametrize("interpret", ["0", "1"])
+def test_without_cuda_auto_never_picks_triton(monkeypatch, interpret):
+    from skiparse.backends import triton as triton_backend
+
+    monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    ok, why = triton_backend.probe()
+    assert not ok
+    if importlib.util.find_spec("triton") is None:
+        assert "triton is not installed" in why
+    else:
+        assert "no CUDA device" in why
+        assert ("TRITON_INTERPRET=1 runs the kernels on CPU tensors for tests" in why) == (interpret == "1")
+    with skiparse.use_backend("auto"):
+        assert backends.resolve(torch.device("cpu")) in ("cpu", "reference")
 
 
 @requires_cpu_ext
