@@ -50,6 +50,13 @@ class _Problem:
         if text_q is None:  # T = 0: the text loops run no iteration, any pointer will do
             text_q = text_k = text_v = q
         self.tensors = _unit_stride(q, k, v, text_q, text_k, text_v)
+        # Row offsets are 32-bit inside the kernels (64-bit ones cost registers the D = 128 tiles do not have).
+        span = max(max(x.shape[1] * x.stride(1) for x in self.tensors), self.L * self.H * self.D)
+        if span >= 2**31:
+            raise ValueError(
+                f"skiparse triton backend: a sequence spans {span:,} elements (rows x row stride); the kernels "
+                "address rows with 32-bit offsets, so it must stay below 2^31 (split the batch or the sequence)"
+            )
         # Bool masks are read as bytes; a missing mask is a never-read stand-in.
         self.masks = tuple(m.view(torch.uint8) if m is not None else q for m in (text_mask, video_mask))
         self.flags = dict(

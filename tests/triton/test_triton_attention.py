@@ -10,6 +10,7 @@ from skiparse import reference
 from skiparse_testing import assert_fa_rule, cast, make_inputs, tensor_inputs
 
 pytest.importorskip("triton")
+from skiparse.triton import attention as attention_launchers  # noqa: E402
 from skiparse.triton import ops as triton_ops  # noqa: E402
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter tests: CPU tensors only")
@@ -131,3 +132,10 @@ def test_unsupported_dtype_is_refused_by_name(triton_kernels):
     kw = make_inputs(1, 8, 1, 16, 0, dtype=torch.float64, requires_grad=False)
     with pytest.raises(TypeError, match="q has dtype torch.float64; expected float16, bfloat16 or float32"):
         attention(kw, 2, False)
+
+
+def test_too_long_sequence_is_refused_before_launch():
+    """Row offsets are 32-bit in the kernels: a sequence spanning 2^31 elements is refused with the reason."""
+    q = torch.empty(1, 2**20, 24, 128, device="meta", dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="must stay below 2\\^31"):
+        attention_launchers.forward(q, q, q, None, None, None, None, None, 4, False, 0.1)
