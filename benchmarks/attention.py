@@ -2,6 +2,8 @@
 
     python benchmarks/attention.py                 # 121x576x1024 -> 16x36x64 = 36,864 video + 512 text tokens
     python benchmarks/attention.py --dry-run       # the plan: shapes, FLOPs, ideal speedups
+    python benchmarks/attention.py --device cuda   # on a GPU: the Triton path, 24 heads x 128, bf16, do_bench
+                                                   # (benchmarks/attention_gpu.py; --dry-run works without one)
 
 For each pattern (single, group), sparsity k and mode (fwd, fwd+bwd) it times, side by side in one run and
 interleaved rep by rep (this machine is noisy; absolute times drift):
@@ -182,30 +184,38 @@ def main(argv=None) -> int:
     p.add_argument("--latent", type=lambda s: tuple(int(x) for x in s.split("x")), default=(16, 36, 64),
                    help="token grid T'xH'xW' (default 16x36x64: 121x576x1024 after the 8x8x8 VAE and 2x2 patches)")
     p.add_argument("--text", type=int, default=512, help="joint text tokens (T5 pads to 512)")
-    p.add_argument("--heads", type=int, default=2,
-                   help="attention heads (the released model has 24; >= threads so PyTorch's backward uses every core)")
+    p.add_argument("--heads", type=int, default=None,
+                   help="attention heads (default: the released model's 24 on a GPU; 2 on the CPU, >= threads so that "
+                        "PyTorch's backward uses every core)")
     p.add_argument("--head-dim", type=int, default=128)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8])
     p.add_argument("--patterns", default="single,group")
     p.add_argument("--modes", default="fwd,fwd+bwd")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bfloat16 on a GPU, float32 on the CPU")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak for MFU, if not in the table")
     p.add_argument("--backend", default="auto", help="skiparse backend to time (default: best for the device)")
     p.add_argument("--reps", type=int, default=2, help="timed runs per case; the median is reported")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     p.add_argument("--dry-run", action="store_true", help="print the plan (shapes, FLOPs, ideal speedups) and exit")
     args = p.parse_args(argv)
 
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    args.heads = args.heads or (24 if gpu else 2)
+    args.dtype = args.dtype or ("bfloat16" if gpu else "float32")
+    dtype = DTYPES[args.dtype]
     B, H, D, T = args.batch, args.heads, args.head_dim, args.text
     L = args.latent[0] * args.latent[1] * args.latent[2]
     patterns = [s.strip() for s in args.patterns.split(",")]
     modes = [s.strip() for s in args.modes.split(",")]
-    backend = resolve(device) if args.backend == "auto" else args.backend
     shape = f"video {'x'.join(map(str, args.latent))} = {L} tokens + {T} text, B={B} H={H} D={D} {args.dtype}"
     dense_flops = attention_flops(L, T, 1, False, B, H, D)
     cases = [(pat, k) for pat in patterns for k in args.ks if not (k == 1 and pat == "group")]  # k=1: one dense case
+    if gpu:
+        return gpu_main(args, device, dtype, shape, cases, dense_flops)
+    backend = resolve(device) if args.backend == "auto" else args.backend
 
     print(f"# {machine_line(device)}", flush=True)
     print(f"# {shape} | skiparse backend: {backend} | median of {args.reps}", flush=True)
@@ -285,6 +295,33 @@ def main(argv=None) -> int:
     write_atomic(args.out / f"{stem}.json", json.dumps(dict(meta=meta, rows=rows), indent=1).encode())
     plot(rows, args.out / f"{stem}.png")
     print(f"# wrote {args.out / (stem + '.json')} and {stem}.png")
+    return 0
+
+
+def gpu_main(args, device, dtype, shape, cases, dense_flops) -> int:
+    """The Triton path on a CUDA device (``attention_gpu.py``); with ``--dry-run`` only its plan, no GPU needed."""
+    import attention_gpu
+
+    L, T = args.latent[0] * args.latent[1] * args.latent[2], args.text
+    B, H, D = args.batch, args.heads, args.head_dim
+
+    def flops(pattern, k):
+        return attention_flops(L, T, k, pattern == "group", B, H, D)
+
+    if args.dry_run:
+        attention_gpu.plan(cases, flops, dense_flops, shape)
+        return 0
+    print(f"# {machine_line(device)}", flush=True)
+    modes = [s.strip() for s in args.modes.split(",")]
+    _, video, text = make_case(args, device, dtype)
+    name = torch.cuda.get_device_name(device)
+    rows = attention_gpu.run(cases, flops, dense_flops, video, text, modes,
+                             attention_gpu.datasheet_peak(name, args.peak_tflops), shape, FWD_BWD_FLOP_FACTOR)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"attention_{re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')}.json"
+    meta = dict(machine=machine_line(device), shape=shape, date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    write_atomic(path, json.dumps(dict(meta=meta, rows=rows), indent=1).encode())
+    print(f"# wrote {path}")
     return 0
 
 

@@ -29,3 +29,47 @@ def test_tiny_run_writes_results(tmp_path):
     for r in rows:
         assert r["ms"] > 0 and r["ideal_speedup"] >= 1 and r["speedup_vs_upstream"] > 0
     assert (tmp_path / "attention_cpu.png").stat().st_size > 10_000
+
+
+def test_gpu_dry_run_prints_the_plan_without_a_gpu():
+    out = subprocess.run([sys.executable, "benchmarks/attention.py", "--device", "cuda", "--dry-run"], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    assert "B=1 H=24 D=128 bfloat16" in out and "L2 flushed" in out
+    ideal = {tuple(l.split()[:2]): float(l.split()[-1]) for l in out.splitlines() if l.startswith(("single", "group"))}
+    assert ideal[("single", "2")] == 1.95 and ideal[("group", "4")] == 3.69 and ideal[("group", "8")] == 6.66
+    assert "fwd >= 90% of the same kernel's dense TFLOP/s" in out and "1.15x over upstream at k = 4 and 8" in out
+
+
+def test_gpu_report_logic_on_the_cpu(monkeypatch, capsys):
+    """The GPU path's timing loop, rows and target verdicts, with the CPU backend and a stand-in for do_bench."""
+    import time
+
+    import pytest
+    import torch
+
+    triton_testing = pytest.importorskip("triton.testing")
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import attention
+    import attention_gpu
+
+    def fake_do_bench(fn, quantiles, grad_to_none=None):
+        start = time.perf_counter()
+        fn()
+        ms = (time.perf_counter() - start) * 1e3
+        return [ms, ms * 0.9, ms * 1.1]
+
+    monkeypatch.setattr(triton_testing, "do_bench", fake_do_bench)
+    L, T, B, H, D = 96, 8, 1, 2, 16
+    video = [torch.randn(B, L, H, D) for _ in range(3)]
+    text = [torch.randn(B, T, H, D) for _ in range(3)]
+    flops = lambda pat, k: attention.attention_flops(L, T, k, pat == "group", B, H, D)  # noqa: E731
+    cases = [("single", 2), ("group", 4)]
+    rows = attention_gpu.run(cases, flops, flops("single", 1), video, text, ["fwd", "fwd+bwd"], 989.0, "tiny",
+                             attention.FWD_BWD_FLOP_FACTOR, backend="cpu")
+    out = capsys.readouterr().out
+    assert {(r["kind"], r["pattern"], r["k"], r["mode"]) for r in rows} >= {
+        ("skiparse", "group", 4, "fwd+bwd"), ("upstream", "single", 2, "fwd"), ("sdpa", "dense", 1, "fwd")}
+    mine = [r for r in rows if r["kind"] == "skiparse" and r["pattern"] != "dense"]
+    assert all(r["speedup_vs_upstream"] > 0 and 0 < r["mfu"] and r["efficiency_vs_own_dense"] > 0 for r in mine)
+    assert out.count("MET") == 2
