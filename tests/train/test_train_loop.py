@@ -1,0 +1,79 @@
+"""The training loop on the tiny config: the loss falls, resume is bit-identical, an extreme norm stops resumably."""
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("av")
+pytest.importorskip("transformers")
+
+from suv.train import cli  # noqa: E402
+from suv.train.clipping import ClipStats  # noqa: E402
+from suv.train.data import make_toy_dataset  # noqa: E402
+from suv.train.trainer import ExtremeGradNorm, TrainConfig, Trainer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy_index(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), count=6, frames=11, size=32)
+
+
+def config(index, **kw):
+    base = dict(data=str(index), t5_max_length=8, num_frames=9, height=32, width=32, batch_size=2, lr=3e-4,
+                save_every=1000)
+    return TrainConfig.from_dict({**base, **kw})
+
+
+def test_tiny_run_from_the_command_line_learns(tmp_path, one_thread):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("data: toy\nt5_max_length: 8\nnum_frames: 9\nheight: 32\nwidth: 32\nbatch_size: 4\n"
+                   "lr: 3.0e-4\nmax_steps: 40\nsave_every: 20\n")
+    out = tmp_path / "run"
+    assert cli.main(["--config", str(cfg), "--output", str(out), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 41))
+    first, last = sum(r["loss"] for r in rows[:10]) / 10, sum(r["loss"] for r in rows[-10:]) / 10
+    assert last < 0.8 * first, (first, last)
+    assert {"grad_norm", "threshold", "moving_avg", "clipped", "samples_per_second"} <= set(rows[0])
+    assert (out / "loss.png").stat().st_size > 5_000
+    assert (out / "checkpoints" / "latest").read_text() == "step_0000040.pt"
+
+
+def test_resume_continues_bit_identically(tmp_path, toy_index, one_thread):
+    straight = Trainer(config(toy_index), tmp_path / "a")
+    straight.fit(6, progress=False)
+
+    first = Trainer(config(toy_index), tmp_path / "b")
+    first.fit(3, progress=False)
+    first.save()
+    resumed = Trainer(config(toy_index), tmp_path / "b")
+    assert resumed.resume() and resumed.step == 3
+    resumed.fit(6, progress=False)
+
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    for name, tensor in straight.ema.shadow.items():
+        assert torch.equal(tensor, resumed.ema.shadow[name]), name
+    assert straight.clipper.state_dict() == resumed.clipper.state_dict()
+
+
+def test_extreme_norm_stops_and_resumes_past_the_bad_batch(tmp_path, toy_index, one_thread, monkeypatch):
+    trainer = Trainer(config(toy_index), tmp_path / "run")
+    trainer.fit(2, progress=False)
+    before = {n: t.clone() for n, t in trainer.model.state_dict().items()}
+    monkeypatch.setattr(trainer.clipper, "update", lambda g, params=(), group=None: ClipStats(
+        g, g, 1.0, 1.0, 0.5, 0.0, clipped=False, extreme=True))
+    with pytest.raises(ExtremeGradNorm, match="step 2: gradient norm .* continues at step 3"):
+        trainer.fit(5, progress=False)
+    assert (tmp_path / "run" / "global_step_for_sampler.txt").read_text().strip() == "3"
+    resumed = Trainer(config(toy_index), tmp_path / "run")
+    assert resumed.resume() and resumed.step == 3
+    for name, tensor in before.items():  # the bad step changed no weight
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_bad_config_is_refused_by_name(toy_index):
+    with pytest.raises(ValueError, match=r"unknown training config keys \['learning_rate'\]"):
+        TrainConfig.from_dict({"data": str(toy_index), "learning_rate": 1e-4})
+    with pytest.raises(ValueError, match="num_frames: expected \\(T - 1\\) % 8 == 0, got 10"):
+        config(toy_index, num_frames=10)
