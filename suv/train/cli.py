@@ -1,4 +1,4 @@
-"""``suv-train --config configs/<name>.yaml --output DIR [--max-steps N] [--resume]``.
+"""``suv-train --config configs/<name>.yaml --output DIR [--max-steps N] [--resume]``; under ``torchrun`` with DDP.
 
 ``data: toy`` in a config generates the small dataset of real mp4 clips (``make_toy_dataset``) in ``DIR/data``.
 At the end it writes ``DIR/loss.png`` from ``DIR/metrics.jsonl``. A run stopped by an extreme gradient norm exits
@@ -11,6 +11,9 @@ import json
 import os
 import sys
 from pathlib import Path
+
+import torch
+import torch.distributed as dist
 
 from .data import make_toy_dataset
 from .trainer import ExtremeGradNorm, TrainConfig, Trainer
@@ -25,7 +28,12 @@ def load_config(path: str | Path, output: Path) -> TrainConfig:
     except (OSError, yaml.YAMLError) as e:
         raise SystemExit(f"suv-train: cannot read --config {path}: {e}") from e
     if raw.get("data") == "toy":
-        raw["data"] = str(make_toy_dataset(output / "data").resolve())
+        folder = output / "data"
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            make_toy_dataset(folder)
+        if dist.is_initialized():
+            dist.barrier()
+        raw["data"] = str((folder / "annotations.json").resolve())
     return TrainConfig.from_dict(raw, base=path.parent.resolve())
 
 
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     args.output.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # under torchrun
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         trainer = Trainer(load_config(args.config, args.output), args.output)
     except ValueError as e:

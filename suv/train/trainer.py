@@ -3,9 +3,14 @@
 Every random draw of step ``s`` (which clips, which caption, the caption drop, sigma, noise) comes from a generator
 seeded with ``(seed, s)``, so the data order and the noise are a function of the step alone: resuming from a
 checkpoint of step ``s`` continues bit-identically, and skipping a bad batch is resuming at ``s + 1``.
+
+Under ``torchrun`` (a process group is initialised) every rank draws the same global batch of
+``batch_size x world_size`` and takes its own slice, and the model runs under DDP, so the update equals one process
+training on the global batch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -15,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from .clipping import AdaptiveGradClip, ClipStats, FixedGradClip
@@ -126,8 +132,15 @@ class Trainer:
         self.cfg, self.output = cfg, Path(output)
         self.output.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
+        self.distributed = dist.is_available() and dist.is_initialized()
         self.device = torch.device(cfg.device)
+        if self.distributed and self.device.type == "cuda":  # one GPU per rank, as torchrun numbers them
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
         self.model = SparseUMMDiT.from_config(cfg.model).to(self.device).train()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        # DDP averages the gradients of the ranks' slices: the model the step sees (``self.module``) is wrapped.
+        self.module = torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model
         self.ema = EMA(self.model, cfg.ema_decay)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
@@ -143,29 +156,41 @@ class Trainer:
 
         cfg = self.cfg
         vae = load_wfvae(cfg.vae) if Path(cfg.vae).is_file() else WFVAE.from_config(cfg.vae)
-        t5_dir, clip_dir = cfg.t5, cfg.clip
-        if t5_dir is None or clip_dir is None:  # tiny random encoders matching the model's widths
-            t5_dir = t5_dir or make_tiny_t5(self.output / "tiny_t5", d_model=self.model.config["caption_channels"])
-            clip_dir = clip_dir or make_tiny_clip(self.output / "tiny_clip",
-                                                  projection_dim=self.model.config["pooled_projection_dim"])
+        t5_dir, clip_dir = cfg.t5 or self.output / "tiny_t5", cfg.clip or self.output / "tiny_clip"
+        if cfg.t5 is None or cfg.clip is None:  # tiny random encoders matching the model's widths, written once
+            if self.rank == 0:
+                if cfg.t5 is None:
+                    make_tiny_t5(t5_dir, d_model=self.model.config["caption_channels"])
+                if cfg.clip is None:
+                    make_tiny_clip(clip_dir, projection_dim=self.model.config["pooled_projection_dim"])
+            if self.distributed:
+                dist.barrier()
         return vae.eval(), T5TextEncoder(t5_dir, max_length=cfg.t5_max_length), CLIPTextEncoder(clip_dir)
 
     # ------------------------------------------------------------------------------------------ one step
     def train_step(self) -> tuple[float, ClipStats]:
         cfg, loss_sum = self.cfg, 0.0
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        mine = slice(self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size)
         for micro in range(cfg.grad_accum):
             g = _step_generator(cfg.seed, self.step, micro)
-            x0, hidden, mask, pooled = (t.to(self.device) for t in self.data.batch(cfg.batch_size, cfg.cfg_drop, g))
-            sigma = sample_sigmas(x0.shape[0], tuple(x0.shape[-2:]), g, device=self.device)
-            noise = torch.randn(x0.shape, generator=g).to(self.device)
+            batch = self.data.batch(cfg.batch_size * self.world, cfg.cfg_drop, g)
+            sigma = sample_sigmas(batch[0].shape[0], tuple(batch[0].shape[-2:]), g)
+            noise = torch.randn(batch[0].shape, generator=g)
+            x0, hidden, mask, pooled, sigma, noise = (t[mine].to(self.device) for t in (*batch, sigma, noise))
             x, target = noisy_latents(x0, noise, sigma)
-            with autocast:
-                pred = self.model(x, 1000.0 * sigma, hidden, mask, pooled)
-            loss = masked_mse(pred, target) / cfg.grad_accum
-            loss.backward()
+            sync = self.distributed and micro < cfg.grad_accum - 1  # all-reduce once, after the last micro-batch
+            with autocast, (self.module.no_sync() if sync else contextlib.nullcontext()):
+                pred = self.module(x, 1000.0 * sigma, hidden, mask, pooled)
+                loss = masked_mse(pred, target) / cfg.grad_accum
+                loss.backward()
             loss_sum += loss.item()
-        stats = self.clipper(self.model.parameters())
+        if self.distributed:  # the logged loss is the global batch's
+            total = torch.tensor(loss_sum, device=self.device)
+            dist.all_reduce(total)
+            loss_sum = total.item() / self.world
+        # After DDP every rank holds the same full gradients: their norm needs no further reduction.
+        stats = self.clipper(self.model.parameters(), group=False)
         if stats.extreme:
             self.opt.zero_grad(set_to_none=True)
             self._stop_on_extreme(stats)
@@ -179,7 +204,8 @@ class Trainer:
         bad = self.step
         self.step += 1  # the checkpoint resumes past the bad batch, with the weights from before it
         path = self.save()
-        (self.output / "global_step_for_sampler.txt").write_text(f"{self.step}\n")
+        if self.rank == 0:
+            (self.output / "global_step_for_sampler.txt").write_text(f"{self.step}\n")
         raise ExtremeGradNorm(f"step {bad}: gradient norm {stats.grad_norm:.4g} is NaN/Inf or above the bound "
                               f"(threshold {stats.threshold:.4g}); saved {path}, `--resume` continues at step "
                               f"{self.step}, skipping that batch")
@@ -190,16 +216,21 @@ class Trainer:
                 "optimizer": self.opt.state_dict(), "clip": self.clipper.state_dict(), "config": asdict(self.cfg)}
 
     def save(self) -> Path:
-        """``checkpoints/step_<n>.pt`` written to a temporary file and renamed; ``latest`` names it."""
+        """``checkpoints/step_<n>.pt`` written (by rank 0) to a temporary file and renamed; ``latest`` names it."""
         folder = self.output / "checkpoints"
-        folder.mkdir(exist_ok=True)
         path = folder / f"step_{self.step:07d}.pt"
+        if self.rank != 0:
+            dist.barrier()
+            return path
+        folder.mkdir(exist_ok=True)
         tmp = path.with_suffix(".pt.tmp")
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, path)
         latest_tmp = folder / "latest.tmp"
         latest_tmp.write_text(path.name)
         os.replace(latest_tmp, folder / "latest")
+        if self.distributed:
+            dist.barrier()
         return path
 
     def resume(self) -> bool:
@@ -220,14 +251,14 @@ class Trainer:
         """Train to ``max_steps`` (absolute); metrics go to ``metrics.jsonl``, checkpoints every ``save_every``."""
         cfg, end = self.cfg, max_steps if max_steps is not None else self.cfg.max_steps
         log, rows = self.output / "metrics.jsonl", []
-        bar = tqdm(total=end, initial=self.step, desc="train", disable=not progress)
-        with log.open("a") as f:
+        bar = tqdm(total=end, initial=self.step, desc="train", disable=not progress or self.rank != 0)
+        with (log.open("a") if self.rank == 0 else open(os.devnull, "w")) as f:
             while self.step < end:
                 start = time.perf_counter()
                 loss, stats = self.train_step()
                 seconds = time.perf_counter() - start
                 row = {"step": self.step, "loss": loss, "step_seconds": seconds,
-                       "samples_per_second": cfg.batch_size * cfg.grad_accum / seconds,
+                       "samples_per_second": cfg.batch_size * cfg.grad_accum * self.world / seconds,
                        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **stats.as_dict()}
                 rows.append(row)
                 if self.step % cfg.log_every == 0:

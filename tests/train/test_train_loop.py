@@ -77,3 +77,26 @@ def test_bad_config_is_refused_by_name(toy_index):
         TrainConfig.from_dict({"data": str(toy_index), "learning_rate": 1e-4})
     with pytest.raises(ValueError, match="num_frames: expected \\(T - 1\\) % 8 == 0, got 10"):
         config(toy_index, num_frames=10)
+
+
+def _ddp_worker(rank, world, index, out, init):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    trainer = Trainer(config(index, batch_size=1), out)
+    rows = trainer.fit(3, progress=False)
+    if rank == 0:
+        torch.save({"model": trainer.model.state_dict(), "losses": [r["loss"] for r in rows]}, out / "ddp.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_on_two_processes_equals_one_process_on_the_global_batch(tmp_path, toy_index, one_thread):
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, toy_index, tmp_path / "ddp", f"file://{tmp_path}/pg"),
+                                nprocs=2, join=True)
+    ddp = torch.load(tmp_path / "ddp" / "ddp.pt", weights_only=True)
+    single = Trainer(config(toy_index, batch_size=2), tmp_path / "single")
+    losses = [r["loss"] for r in single.fit(3, progress=False)]
+    assert losses == pytest.approx(ddp["losses"], rel=1e-5)
+    for name, tensor in single.model.state_dict().items():
+        torch.testing.assert_close(ddp["model"][name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
