@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import resource
 import time
 from dataclasses import asdict, dataclass, fields
@@ -23,10 +22,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ..checkpoint import atomic_path
 from .clipping import AdaptiveGradClip, ClipStats, FixedGradClip
-from .data import load_clip, read_index, valid_frame_count
+from .data import valid_frame_count
 from .ema import EMA
 from .objective import masked_mse, noisy_latents, sample_sigmas
+from .sources import CachedClips, OnlineClips, TextEncoders
 
 
 @dataclass
@@ -34,6 +35,7 @@ class TrainConfig:
     """What ``configs/<name>.yaml`` holds. Paths are relative to the config file's folder."""
 
     data: str  # annotation JSON
+    cache: str | None = None  # latent cache folder (suv-cache); None encodes the clips at every step
     model: str = "suv-tiny"  # SUV preset or reference config JSON
     vae: str = "tiny"  # WF-VAE preset, or a checkpoint path
     t5: str | None = None  # local T5 directory; None = tiny random encoders (tests, demos)
@@ -68,7 +70,7 @@ class TrainConfig:
             raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
         cfg = cls(**raw)
         if base is not None:
-            for name in ("data", "t5", "clip"):
+            for name in ("data", "cache", "t5", "clip"):
                 value = getattr(cfg, name)
                 if value is not None and not Path(value).is_absolute():
                     setattr(cfg, name, str(base / value))
@@ -88,41 +90,26 @@ def _step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 97 + micro)
 
 
-class EncodedClips:
-    """Every clip of the index encoded once (WF-VAE latent, normalised; T5 and CLIP embeddings of each caption
-    and of the empty caption): training then runs no encoder, as with the report's latent cache."""
+def load_encoders(cfg: TrainConfig, workdir: Path):
+    """``(WF-VAE, T5, CLIP)`` of a config; without T5/CLIP directories, tiny random encoders of the model's widths
+    are written to ``workdir`` (once, by rank 0)."""
+    from ..checkpoint import load_wfvae
+    from ..models.config import resolve_config
+    from ..text import CLIPTextEncoder, T5TextEncoder, make_tiny_clip, make_tiny_t5
+    from ..vae import WFVAE
 
-    @torch.no_grad()
-    def __init__(self, cfg: TrainConfig, vae, t5, clip):
-        rng = random.Random(cfg.seed)
-        self.latents, self.captions = [], []
-        for record in read_index(cfg.data):
-            video = load_clip(record, cfg.num_frames, cfg.height, cfg.width, cfg.train_fps, rng)
-            if video is None:
-                continue
-            z = vae.encode(video.unsqueeze(0)).mean  # the mean: a fixed target per clip for the toy data
-            self.latents.append(vae.normalize_latents(z)[0])
-            self.captions.append([self._embed(t5, clip, c) for c in record.captions])
-        if not self.latents:
-            raise ValueError(f"{cfg.data}: no clip gives {cfg.num_frames} frames at {cfg.train_fps} fps")
-        self.empty = self._embed(t5, clip, "")
-
-    @staticmethod
-    def _embed(t5, clip, caption: str):
-        hidden, mask = t5.encode([caption])
-        return hidden[0], mask[0], clip.encode([caption])[0]
-
-    def batch(self, size: int, drop: float, g: torch.Generator):
-        """``size`` random clips with a random caption each (``""`` with probability ``drop``)."""
-        idx = torch.randint(len(self.latents), (size,), generator=g).tolist()
-        texts = []
-        for i in idx:
-            caps = self.captions[i]
-            pick = caps[int(torch.randint(len(caps), (1,), generator=g))]
-            texts.append(self.empty if float(torch.rand((), generator=g)) < drop else pick)
-        x0 = torch.stack([self.latents[i] for i in idx])
-        hidden, mask, pooled = (torch.stack(t) for t in zip(*texts))
-        return x0, hidden, mask, pooled
+    vae = load_wfvae(cfg.vae) if Path(cfg.vae).is_file() else WFVAE.from_config(cfg.vae)
+    t5_dir, clip_dir = cfg.t5 or Path(workdir) / "tiny_t5", cfg.clip or Path(workdir) / "tiny_clip"
+    if cfg.t5 is None or cfg.clip is None:
+        model = resolve_config(cfg.model)
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            if cfg.t5 is None:
+                make_tiny_t5(t5_dir, d_model=model["caption_channels"])
+            if cfg.clip is None:
+                make_tiny_clip(clip_dir, projection_dim=model["pooled_projection_dim"])
+        if dist.is_initialized():
+            dist.barrier()
+    return vae.eval(), T5TextEncoder(t5_dir, max_length=cfg.t5_max_length), CLIPTextEncoder(clip_dir)
 
 
 class Trainer:
@@ -147,25 +134,12 @@ class Trainer:
         self.clipper = (AdaptiveGradClip(cfg.clip_decay) if cfg.clip_mode == "adaptive"
                         else FixedGradClip(cfg.clip_max_norm))
         self.step = 0
-        self.data = EncodedClips(cfg, *self._encoders())
-
-    def _encoders(self):
-        from ..checkpoint import load_wfvae
-        from ..text import CLIPTextEncoder, T5TextEncoder, make_tiny_clip, make_tiny_t5
-        from ..vae import WFVAE
-
-        cfg = self.cfg
-        vae = load_wfvae(cfg.vae) if Path(cfg.vae).is_file() else WFVAE.from_config(cfg.vae)
-        t5_dir, clip_dir = cfg.t5 or self.output / "tiny_t5", cfg.clip or self.output / "tiny_clip"
-        if cfg.t5 is None or cfg.clip is None:  # tiny random encoders matching the model's widths, written once
-            if self.rank == 0:
-                if cfg.t5 is None:
-                    make_tiny_t5(t5_dir, d_model=self.model.config["caption_channels"])
-                if cfg.clip is None:
-                    make_tiny_clip(clip_dir, projection_dim=self.model.config["pooled_projection_dim"])
-            if self.distributed:
-                dist.barrier()
-        return vae.eval(), T5TextEncoder(t5_dir, max_length=cfg.t5_max_length), CLIPTextEncoder(clip_dir)
+        # With a latent cache no encoder is loaded at all: that is where its memory saving comes from.
+        if cfg.cache:
+            self.data = CachedClips(cfg)
+        else:
+            vae, t5, clip = load_encoders(cfg, self.output)
+            self.data = OnlineClips(cfg, vae, TextEncoders(t5, clip))
 
     # ------------------------------------------------------------------------------------------ one step
     def train_step(self) -> tuple[float, ClipStats]:
@@ -216,19 +190,14 @@ class Trainer:
                 "optimizer": self.opt.state_dict(), "clip": self.clipper.state_dict(), "config": asdict(self.cfg)}
 
     def save(self) -> Path:
-        """``checkpoints/step_<n>.pt`` written (by rank 0) to a temporary file and renamed; ``latest`` names it."""
+        """``checkpoints/step_<n>.pt`` written atomically (by rank 0), then ``latest`` naming it."""
         folder = self.output / "checkpoints"
         path = folder / f"step_{self.step:07d}.pt"
-        if self.rank != 0:
-            dist.barrier()
-            return path
-        folder.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        latest_tmp = folder / "latest.tmp"
-        latest_tmp.write_text(path.name)
-        os.replace(latest_tmp, folder / "latest")
+        if self.rank == 0:
+            with atomic_path(path) as tmp:
+                torch.save(self.state_dict(), tmp)
+            with atomic_path(folder / "latest") as tmp:
+                tmp.write_text(path.name)
         if self.distributed:
             dist.barrier()
         return path

@@ -1,0 +1,135 @@
+"""The latent cache (the v1.5 report's feature caching): WF-VAE latents and text embeddings computed once.
+
+``suv-cache --config C.yaml --output DIR`` writes ``DIR/shard_<n>.safetensors`` (latents ``latent/<clip>``, T5 and
+CLIP embeddings ``t5/<clip>/<caption>``, ``mask/...``, ``clip/...``), ``DIR/empty.safetensors`` (the empty
+caption's embeddings) and, last, ``DIR/index.json`` with the SHA-256 of every file and the fingerprint of what
+produced them (index, VAE, encoders, frames, size, fps). Training with ``cache: DIR`` refuses a cache whose
+fingerprint differs from its config (stale) or whose files do not match their checksums (corrupt), naming which.
+Every file is written to a temporary name and renamed; an interrupted build leaves no index, so no cache.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..checkpoint import atomic_path
+
+FORMAT = 1
+_FINGERPRINT_FIELDS = ("vae", "t5", "clip", "t5_max_length", "num_frames", "height", "width", "train_fps", "seed")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(cfg) -> dict:
+    """What the cached tensors depend on: the annotation file's content and the encoding settings."""
+    fp = {name: getattr(cfg, name) for name in _FINGERPRINT_FIELDS}
+    fp["data_sha256"] = _sha256(Path(cfg.data))
+    if Path(cfg.vae).is_file():
+        fp["vae_sha256"] = _sha256(Path(cfg.vae))
+    return fp
+
+
+def _save(tensors: dict, path: Path) -> dict:
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    return {"file": path.name, "sha256": _sha256(path)}
+
+
+@torch.no_grad()
+def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
+    """Encode every clip of ``cfg.data`` (one window each) and its captions; returns the index path."""
+    from .sources import OnlineClips, TextEncoders
+    from .trainer import load_encoders
+
+    out = Path(out)
+    vae, t5, clip = load_encoders(cfg, out)
+    source, text = OnlineClips(cfg, vae, TextEncoders(t5, clip)), TextEncoders(t5, clip)
+    rng = random.Random(cfg.seed)
+    shards, tensors, clips, skipped, caption_counts = [], {}, 0, [], []
+    for i, record in enumerate(source.records):
+        latent = source.encode_clip(i, rng)
+        if latent is None:
+            skipped.append(str(record.path))
+            continue
+        tensors[f"latent/{clips}"] = latent
+        for c, caption in enumerate(record.captions):
+            hidden, mask, pooled = text(caption)
+            tensors.update({f"t5/{clips}/{c}": hidden, f"mask/{clips}/{c}": mask, f"clip/{clips}/{c}": pooled})
+        caption_counts.append(len(record.captions))
+        clips += 1
+        if clips % shard_clips == 0:
+            shards.append(_save(tensors, out / f"shard_{len(shards):05d}.safetensors"))
+            tensors = {}
+    if tensors:
+        shards.append(_save(tensors, out / f"shard_{len(shards):05d}.safetensors"))
+    if not clips:
+        raise ValueError(f"{cfg.data}: no clip gives {cfg.num_frames} frames at {cfg.train_fps} fps")
+    hidden, mask, pooled = text("")
+    empty = _save({"t5": hidden, "mask": mask, "clip": pooled}, out / "empty.safetensors")
+    index = {"format": FORMAT, "fingerprint": fingerprint(cfg), "clips": clips, "captions": caption_counts,
+             "shards": shards, "empty": empty, "skipped": skipped}
+    with atomic_path(out / "index.json") as tmp:
+        tmp.write_text(json.dumps(index, indent=1))
+    return out / "index.json"
+
+
+def read_cache(folder: str | Path, cfg):
+    """``(latents, captions, empty)`` of a cache built for ``cfg``; ``ValueError`` if missing, stale or corrupt."""
+    folder = Path(folder)
+    try:
+        index = json.loads((folder / "index.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"no usable latent cache at {folder} ({e}); build it with `suv-cache`") from e
+    if index.get("format") != FORMAT:
+        raise ValueError(f"latent cache {folder}: format {index.get('format')}, this version reads {FORMAT}")
+    want, have = fingerprint(cfg), index["fingerprint"]
+    stale = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if stale:
+        raise ValueError(f"stale latent cache {folder}: built with different {', '.join(stale)} than the config "
+                         "asks for; rebuild it with `suv-cache`")
+    tensors = {}
+    for entry in [*index["shards"], index["empty"]]:
+        path = folder / entry["file"]
+        if not path.is_file() or _sha256(path) != entry["sha256"]:
+            raise ValueError(f"corrupt latent cache {folder}: {entry['file']} is missing or fails its checksum; "
+                             "rebuild it with `suv-cache`")
+        tensors.update({f"{entry['file']}:{k}" if entry is index["empty"] else k: v
+                        for k, v in load_file(str(path)).items()})
+    latents = [tensors[f"latent/{i}"] for i in range(index["clips"])]
+    captions = [[(tensors[f"t5/{i}/{c}"], tensors[f"mask/{i}/{c}"], tensors[f"clip/{i}/{c}"]) for c in range(n)]
+                for i, n in enumerate(index["captions"])]
+    e = index["empty"]["file"]
+    return latents, captions, (tensors[f"{e}:t5"], tensors[f"{e}:mask"], tensors[f"{e}:clip"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import load_config
+
+    parser = argparse.ArgumentParser(prog="suv-cache", description="Precompute the latent cache of a training config")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--output", required=True, type=Path, help="cache folder (then `cache: <it>` in the config)")
+    parser.add_argument("--shard-clips", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        index = build_cache(load_config(args.config, args.output), args.output, args.shard_clips)
+    except ValueError as e:
+        raise SystemExit(f"suv-cache: {e}") from e
+    print(f"suv-cache: wrote {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

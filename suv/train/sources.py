@@ -1,0 +1,76 @@
+"""Where a training batch comes from: clips encoded on the fly (the reference's online path) or the latent cache.
+
+Both give ``batch(size, drop, g) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
+clip pooled (B, 1, P))``, every random choice drawn from ``g``; a caption is replaced by ``""`` with probability
+``drop`` (classifier-free guidance training).
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from .data import load_clip, read_index
+
+
+def pick_captions(n_clips: int, caption_counts, size: int, drop: float, g: torch.Generator):
+    """``size`` (clip index, caption index or None for the dropped caption) pairs."""
+    picks = []
+    for i in torch.randint(n_clips, (size,), generator=g).tolist():
+        c = int(torch.randint(caption_counts(i), (1,), generator=g))
+        picks.append((i, None if float(torch.rand((), generator=g)) < drop else c))
+    return picks
+
+
+class TextEncoders:
+    """T5 (hidden states and mask) and CLIP (pooled) embeddings of one caption, as training conditions on them."""
+
+    def __init__(self, t5, clip):
+        self.t5, self.clip = t5, clip
+
+    @torch.no_grad()
+    def __call__(self, caption: str):
+        hidden, mask = self.t5.encode([caption])
+        return hidden[0], mask[0], self.clip.encode([caption])[0]
+
+
+class OnlineClips:
+    """Decode, resample and VAE-encode the batch's clips and run both text encoders at every step."""
+
+    def __init__(self, cfg, vae, text: TextEncoders):
+        self.cfg, self.vae, self.text = cfg, vae, text
+        self.records = read_index(cfg.data)
+
+    @torch.no_grad()
+    def encode_clip(self, i: int, rng: random.Random) -> torch.Tensor | None:
+        """Normalised latent mean ``(C, T', H', W')`` of a random window of clip ``i``, or None if too short."""
+        cfg = self.cfg
+        video = load_clip(self.records[i], cfg.num_frames, cfg.height, cfg.width, cfg.train_fps, rng)
+        if video is None:
+            return None
+        return self.vae.normalize_latents(self.vae.encode(video.unsqueeze(0)).mean)[0]
+
+    def batch(self, size: int, drop: float, g: torch.Generator):
+        rng = random.Random(int(torch.randint(2**62, (1,), generator=g)))
+        rows = []
+        for i, c in pick_captions(len(self.records), lambda i: len(self.records[i].captions), size, drop, g):
+            x0 = self.encode_clip(i, rng)
+            if x0 is None:
+                raise ValueError(f"{self.records[i].path}: too short for {self.cfg.num_frames} frames at "
+                                 f"{self.cfg.train_fps} fps")
+            rows.append((x0, *self.text("" if c is None else self.records[i].captions[c])))
+        return tuple(torch.stack(t) for t in zip(*rows))
+
+
+class CachedClips:
+    """The latent cache (``suv-cache``), checked against the config and its checksums, held in memory."""
+
+    def __init__(self, cfg):
+        from .cache import read_cache
+
+        self.latents, self.captions, self.empty = read_cache(cfg.cache, cfg)
+
+    def batch(self, size: int, drop: float, g: torch.Generator):
+        rows = [(self.latents[i], *(self.empty if c is None else self.captions[i][c]))
+                for i, c in pick_captions(len(self.latents), lambda i: len(self.captions[i]), size, drop, g)]
+        return tuple(torch.stack(t) for t in zip(*rows))
