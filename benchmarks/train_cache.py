@@ -27,7 +27,8 @@ def config(args, data: Path, cache: str | None):
     from suv.train.trainer import TrainConfig
 
     return TrainConfig.from_dict(dict(data=str(data), cache=cache, t5_max_length=32, num_frames=args.frames,
-                                      height=args.size, width=args.size, batch_size=args.batch, save_every=10**9))
+                                      height=args.size, width=args.size, batch_size=args.batch, save_every=10**9,
+                                      bucket_min_factor=1))
 
 
 def run_mode(args) -> None:

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from ..checkpoint import atomic_path
 
 FORMAT = 1
-_FINGERPRINT_FIELDS = ("vae", "t5", "clip", "t5_max_length", "num_frames", "height", "width", "train_fps", "seed")
+_FINGERPRINT_FIELDS = ("vae", "t5", "clip", "t5_max_length", "num_frames", "height", "width", "max_hxw", "min_hxw",
+                       "hw_stride", "train_fps", "seed")
 
 
 def _sha256(path: Path) -> str:
@@ -58,7 +59,7 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     vae, t5, clip = load_encoders(cfg, out)
     source, text = OnlineClips(cfg, vae, TextEncoders(t5, clip)), TextEncoders(t5, clip)
     rng = random.Random(cfg.seed)
-    shards, tensors, clips, skipped, caption_counts = [], {}, 0, [], []
+    shards, tensors, clips, skipped, caption_counts, shapes = [], {}, 0, [], [], []
     for i, record in enumerate(source.records):
         latent = source.encode_clip(i, rng)
         if latent is None:
@@ -69,6 +70,7 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
             hidden, mask, pooled = text(caption)
             tensors.update({f"t5/{clips}/{c}": hidden, f"mask/{clips}/{c}": mask, f"clip/{clips}/{c}": pooled})
         caption_counts.append(len(record.captions))
+        shapes.append(source.shapes[i])
         clips += 1
         if clips % shard_clips == 0:
             shards.append(_save(tensors, out / f"shard_{len(shards):05d}.safetensors"))
@@ -80,14 +82,14 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     hidden, mask, pooled = text("")
     empty = _save({"t5": hidden, "mask": mask, "clip": pooled}, out / "empty.safetensors")
     index = {"format": FORMAT, "fingerprint": fingerprint(cfg), "clips": clips, "captions": caption_counts,
-             "shards": shards, "empty": empty, "skipped": skipped}
+             "shapes": shapes, "shards": shards, "empty": empty, "skipped": skipped}
     with atomic_path(out / "index.json") as tmp:
         tmp.write_text(json.dumps(index, indent=1))
     return out / "index.json"
 
 
 def read_cache(folder: str | Path, cfg):
-    """``(latents, captions, empty)`` of a cache built for ``cfg``; ``ValueError`` if missing, stale or corrupt."""
+    """``(latents, captions, empty, shapes)`` of a cache built for ``cfg``; ValueError if missing, stale or corrupt."""
     folder = Path(folder)
     try:
         index = json.loads((folder / "index.json").read_text())
@@ -112,7 +114,7 @@ def read_cache(folder: str | Path, cfg):
     captions = [[(tensors[f"t5/{i}/{c}"], tensors[f"mask/{i}/{c}"], tensors[f"clip/{i}/{c}"]) for c in range(n)]
                 for i, n in enumerate(index["captions"])]
     e = index["empty"]["file"]
-    return latents, captions, (tensors[f"{e}:t5"], tensors[f"{e}:mask"], tensors[f"{e}:clip"])
+    return latents, captions, (tensors[f"{e}:t5"], tensors[f"{e}:mask"], tensors[f"{e}:clip"]), index["shapes"]
 
 
 def main(argv: list[str] | None = None) -> int:

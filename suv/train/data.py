@@ -80,8 +80,9 @@ def load_clip(record: Record, num_frames: int, height: int, width: int, train_fp
 
 
 def make_toy_dataset(folder: str | Path, count: int = 8, frames: int = 17, size: int = 64, fps: float = 24.0,
-                     seed: int = 0) -> Path:
-    """Real mp4 clips of coloured squares moving in different directions, with captions; returns the index."""
+                     seed: int = 0, width: int | None = None) -> Path:
+    """Real mp4 clips (``size`` x ``width or size``) of coloured squares moving in different directions, with
+    captions; returns the index."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
@@ -90,17 +91,18 @@ def make_toy_dataset(folder: str | Path, count: int = 8, frames: int = 17, size:
     records = []
     for i in range(count):
         colour, move = list(colours)[i % 4], list(moves)[(i // 4 + i) % 4]
-        video = torch.full((frames, size, size, 3), 16, dtype=torch.uint8)
+        height, width = size, width or size
+        video = torch.full((frames, height, width, 3), 16, dtype=torch.uint8)
         y0, x0 = (int(v) for v in torch.randint(size // 4, 3 * size // 4, (2,), generator=g))
         side = size // 4
         for t in range(frames):
-            y = (y0 + moves[move][0] * t * 2) % (size - side)
-            x = (x0 + moves[move][1] * t * 2) % (size - side)
+            y = (y0 + moves[move][0] * t * 2) % (height - side)
+            x = (x0 + moves[move][1] * t * 2) % (width - side)
             video[t, y : y + side, x : x + side] = torch.tensor(colours[colour], dtype=torch.uint8)
         name = f"clip_{i:03d}.mp4"
         write_video(folder / name, video, fps)
         records.append({"path": name, "cap": [f"a {colour} square moving {move}", f"{colour} box going {move}"],
-                        "resolution": {"height": size, "width": size}, "num_frames": frames, "fps": fps})
+                        "resolution": {"height": height, "width": width}, "num_frames": frames, "fps": fps})
     index = folder / "annotations.json"
     index.write_text(json.dumps(records, indent=1))
     return index

@@ -1,8 +1,9 @@
 """Where a training batch comes from: clips encoded on the fly (the reference's online path) or the latent cache.
 
-Both give ``batch(size, drop, g) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
-clip pooled (B, 1, P))``, every random choice drawn from ``g``; a caption is replaced by ``""`` with probability
-``drop`` (classifier-free guidance training).
+Both give ``batch(indices, drop, g) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
+clip pooled (B, 1, P))`` for the clips the sampler chose (one shape), every random choice drawn from ``g``; a
+caption is replaced by ``""`` with probability ``drop`` (classifier-free guidance training). ``shapes`` gives each
+clip's ``"TxHxW"`` (None if dropped) for the bucket sampler.
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import random
 
 import torch
 
-from .data import load_clip, read_index
+from .buckets import clip_sizes
+from .data import load_clip, read_index, valid_frame_count
 
 
-def pick_captions(n_clips: int, caption_counts, size: int, drop: float, g: torch.Generator):
-    """``size`` (clip index, caption index or None for the dropped caption) pairs."""
+def pick_captions(indices: list[int], caption_counts, drop: float, g: torch.Generator):
+    """(clip index, caption index or None for the dropped caption) for each clip."""
     picks = []
-    for i in torch.randint(n_clips, (size,), generator=g).tolist():
+    for i in indices:
         c = int(torch.randint(caption_counts(i), (1,), generator=g))
         picks.append((i, None if float(torch.rand((), generator=g)) < drop else c))
     return picks
@@ -40,20 +42,25 @@ class OnlineClips:
     def __init__(self, cfg, vae, text: TextEncoders):
         self.cfg, self.vae, self.text = cfg, vae, text
         self.records = read_index(cfg.data)
+        self.sizes = clip_sizes(self.records, cfg)
+        frames = valid_frame_count(cfg.num_frames)
+        self.shapes = [None if hw is None else f"{frames}x{hw[0]}x{hw[1]}" for hw in self.sizes]
 
     @torch.no_grad()
     def encode_clip(self, i: int, rng: random.Random) -> torch.Tensor | None:
-        """Normalised latent mean ``(C, T', H', W')`` of a random window of clip ``i``, or None if too short."""
+        """Normalised latent mean ``(C, T', H', W')`` of a random window of clip ``i``, or None if unusable."""
         cfg = self.cfg
-        video = load_clip(self.records[i], cfg.num_frames, cfg.height, cfg.width, cfg.train_fps, rng)
+        if self.sizes[i] is None:
+            return None
+        video = load_clip(self.records[i], cfg.num_frames, *self.sizes[i], cfg.train_fps, rng)
         if video is None:
             return None
         return self.vae.normalize_latents(self.vae.encode(video.unsqueeze(0)).mean)[0]
 
-    def batch(self, size: int, drop: float, g: torch.Generator):
+    def batch(self, indices: list[int], drop: float, g: torch.Generator):
         rng = random.Random(int(torch.randint(2**62, (1,), generator=g)))
         rows = []
-        for i, c in pick_captions(len(self.records), lambda i: len(self.records[i].captions), size, drop, g):
+        for i, c in pick_captions(indices, lambda i: len(self.records[i].captions), drop, g):
             x0 = self.encode_clip(i, rng)
             if x0 is None:
                 raise ValueError(f"{self.records[i].path}: too short for {self.cfg.num_frames} frames at "
@@ -68,9 +75,9 @@ class CachedClips:
     def __init__(self, cfg):
         from .cache import read_cache
 
-        self.latents, self.captions, self.empty = read_cache(cfg.cache, cfg)
+        self.latents, self.captions, self.empty, self.shapes = read_cache(cfg.cache, cfg)
 
-    def batch(self, size: int, drop: float, g: torch.Generator):
+    def batch(self, indices: list[int], drop: float, g: torch.Generator):
         rows = [(self.latents[i], *(self.empty if c is None else self.captions[i][c]))
-                for i, c in pick_captions(len(self.latents), lambda i: len(self.captions[i]), size, drop, g)]
+                for i, c in pick_captions(indices, lambda i: len(self.captions[i]), drop, g)]
         return tuple(torch.stack(t) for t in zip(*rows))

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..checkpoint import atomic_path
+from .buckets import BucketSampler
 from .clipping import AdaptiveGradClip, ClipStats, FixedGradClip
 from .data import valid_frame_count
 from .ema import EMA
@@ -42,8 +43,12 @@ class TrainConfig:
     clip: str | None = None
     t5_max_length: int = 512
     num_frames: int = 9
-    height: int = 64
+    height: int = 64  # fixed training size, unless max_hxw selects Min-Max tokens buckets
     width: int = 64
+    max_hxw: int | None = None  # Min-Max tokens: largest pixel area (v1.5 images: 65,536 at 256x256)
+    min_hxw: int = 0  # clips with a smaller area are dropped
+    hw_stride: int = 16
+    bucket_min_factor: int = 4  # buckets with fewer than factor x global batch clips are dropped
     train_fps: float = 24.0
     batch_size: int = 2
     grad_accum: int = 1
@@ -77,6 +82,8 @@ class TrainConfig:
         cfg.betas = tuple(cfg.betas)
         if cfg.clip_mode not in ("adaptive", "fixed"):
             raise ValueError(f"clip_mode: expected 'adaptive' or 'fixed', got {cfg.clip_mode!r}")
+        if cfg.hw_stride % 16:
+            raise ValueError(f"hw_stride: expected a multiple of 16 (WF-VAE 8x times patch 2), got {cfg.hw_stride}")
         if valid_frame_count(cfg.num_frames) != cfg.num_frames:
             raise ValueError(f"num_frames: expected (T - 1) % 8 == 0, got {cfg.num_frames}")
         return cfg
@@ -140,6 +147,7 @@ class Trainer:
         else:
             vae, t5, clip = load_encoders(cfg, self.output)
             self.data = OnlineClips(cfg, vae, TextEncoders(t5, clip))
+        self.sampler = BucketSampler(self.data.shapes, cfg.batch_size, self.world, cfg.seed, cfg.bucket_min_factor)
 
     # ------------------------------------------------------------------------------------------ one step
     def train_step(self) -> tuple[float, ClipStats]:
@@ -148,7 +156,7 @@ class Trainer:
         mine = slice(self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size)
         for micro in range(cfg.grad_accum):
             g = _step_generator(cfg.seed, self.step, micro)
-            batch = self.data.batch(cfg.batch_size * self.world, cfg.cfg_drop, g)
+            batch = self.data.batch(self.sampler.batch(self.step * cfg.grad_accum + micro), cfg.cfg_drop, g)
             sigma = sample_sigmas(batch[0].shape[0], tuple(batch[0].shape[-2:]), g)
             noise = torch.randn(batch[0].shape, generator=g)
             x0, hidden, mask, pooled, sigma, noise = (t[mine].to(self.device) for t in (*batch, sigma, noise))

@@ -14,7 +14,8 @@ from suv.train.trainer import TrainConfig, Trainer  # noqa: E402
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
     index = make_toy_dataset(root / "data", count=5, frames=11, size=32)
-    cfg = TrainConfig.from_dict(dict(data=str(index), t5_max_length=8, num_frames=9, height=32, width=32))
+    cfg = TrainConfig.from_dict(dict(data=str(index), t5_max_length=8, num_frames=9, height=32, width=32,
+                                     bucket_min_factor=1))
     cache.build_cache(cfg, root / "cache", shard_clips=2)
     return cfg, root
 
@@ -23,7 +24,8 @@ def test_cache_layout_and_training_without_encoders(built, tmp_path, monkeypatch
     cfg, root = built
     assert sorted(p.name for p in (root / "cache").glob("*.safetensors")) == [
         "empty.safetensors", "shard_00000.safetensors", "shard_00001.safetensors", "shard_00002.safetensors"]
-    latents, captions, empty = cache.read_cache(root / "cache", cfg)
+    latents, captions, empty, shapes = cache.read_cache(root / "cache", cfg)
+    assert shapes == ["9x32x32"] * 5
     assert len(latents) == 5 and latents[0].shape == (32, 2, 4, 4) and all(len(c) == 2 for c in captions)
 
     def no_encoders(*a, **k):

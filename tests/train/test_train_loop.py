@@ -20,14 +20,14 @@ def toy_index(tmp_path_factory):
 
 def config(index, **kw):
     base = dict(data=str(index), t5_max_length=8, num_frames=9, height=32, width=32, batch_size=2, lr=3e-4,
-                save_every=1000)
+                save_every=1000, bucket_min_factor=1)
     return TrainConfig.from_dict({**base, **kw})
 
 
 def test_tiny_run_from_the_command_line_learns(tmp_path, one_thread):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("data: toy\nt5_max_length: 8\nnum_frames: 9\nheight: 32\nwidth: 32\nbatch_size: 4\n"
-                   "lr: 3.0e-4\nmax_steps: 40\nsave_every: 20\n")
+                   "lr: 3.0e-4\nmax_steps: 40\nsave_every: 20\nbucket_min_factor: 1\n")
     out = tmp_path / "run"
     assert cli.main(["--config", str(cfg), "--output", str(out), "--no-progress"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -100,3 +100,23 @@ def test_ddp_on_two_processes_equals_one_process_on_the_global_batch(tmp_path, t
     assert losses == pytest.approx(ddp["losses"], rel=1e-5)
     for name, tensor in single.model.state_dict().items():
         torch.testing.assert_close(ddp["model"][name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+def test_multi_resolution_buckets_train_one_shape_per_batch(tmp_path, one_thread):
+    import json as _json
+
+    square = make_toy_dataset(tmp_path / "sq", count=4, frames=11, size=32)
+    wide = make_toy_dataset(tmp_path / "wide", count=4, frames=11, size=32, width=48)
+    records = [{**r, "path": f"sq/{r['path']}"} for r in _json.loads(square.read_text())]
+    records += [{**r, "path": f"wide/{r['path']}"} for r in _json.loads(wide.read_text())]
+    index = tmp_path / "all.json"
+    index.write_text(_json.dumps(records))
+    cfg = config(index, max_hxw=3072, hw_stride=16, batch_size=2)
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert sorted(set(trainer.data.shapes)) == ["9x48x48", "9x48x64"]  # 32x48 snaps to 3:4, within 3,072 px
+    seen = set()
+    for _ in range(4):
+        x0 = trainer.data.batch(trainer.sampler.batch(trainer.step), 0.0, torch.Generator().manual_seed(0))[0]
+        seen.add(tuple(x0.shape[-2:]))
+        trainer.train_step()
+    assert seen == {(6, 6), (6, 8)}
