@@ -18,16 +18,22 @@ from typing import Iterable
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 
 def global_grad_norm(parameters: Iterable[torch.nn.Parameter], group=None) -> float:
     """L2 norm of all gradients in fp32; with ``torch.distributed`` up, of the shards of every rank (SUM of
     squares over ``group``), so that every rank takes the same decision."""
-    squares = [p.grad.detach().float().pow(2).sum() for p in parameters if p.grad is not None]
+    # A DTensor gradient (FSDP) contributes its local shard; the all-reduce adds the other shards.
+    squares = [_local(p.grad).detach().float().pow(2).sum() for p in parameters if p.grad is not None]
     total = torch.stack(squares).sum() if squares else torch.zeros(())
     if dist.is_available() and dist.is_initialized() and group is not False:
         dist.all_reduce(total, group=group)
     return math.sqrt(total.item())
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def _scale_grads(parameters, factor: float) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 
 class EMA:
@@ -27,10 +28,23 @@ class EMA:
                 p.copy_(self.shadow[name].to(p.dtype))
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "shadow": self.shadow}
+        """Full tensors on the CPU (a sharded shadow, under FSDP, is gathered)."""
+        return {"decay": self.decay, "shadow": {n: _full(t) for n, t in self.shadow.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.shadow) ^ set(state["shadow"])
         if missing:
             raise ValueError(f"EMA state does not match the model: differing parameters {sorted(missing)[:5]}")
-        self.decay, self.shadow = state["decay"], {n: t.float().clone() for n, t in state["shadow"].items()}
+        self.decay = state["decay"]
+        self.shadow = {n: _like(self.shadow[n], t.float()) for n, t in state["shadow"].items()}
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    return (t.full_tensor() if isinstance(t, DTensor) else t).detach().cpu().clone()
+
+
+def _like(current: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """``full`` laid out as ``current``: sharded the same way under FSDP, on the same device otherwise."""
+    if isinstance(current, DTensor):
+        return distribute_tensor(full.to(current.device), current.device_mesh, current.placements)
+    return full.to(current.device).clone()

@@ -66,6 +66,7 @@ class TrainConfig:
     log_every: int = 1
     save_every: int = 50
     device: str = "cpu"
+    parallel: str = "ddp"  # under torchrun: "ddp" (replicated weights) or "fsdp" (FSDP2 fully_shard per block)
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path | None = None) -> TrainConfig:
@@ -80,6 +81,8 @@ class TrainConfig:
                 if value is not None and not Path(value).is_absolute():
                     setattr(cfg, name, str(base / value))
         cfg.betas = tuple(cfg.betas)
+        if cfg.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel: expected 'ddp' or 'fsdp', got {cfg.parallel!r}")
         if cfg.clip_mode not in ("adaptive", "fixed"):
             raise ValueError(f"clip_mode: expected 'adaptive' or 'fixed', got {cfg.clip_mode!r}")
         if cfg.hw_stride % 16:
@@ -133,8 +136,19 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.model = SparseUMMDiT.from_config(cfg.model).to(self.device).train()
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        self.fsdp = self.distributed and cfg.parallel == "fsdp"
+        if self.fsdp:  # every block's parameters sharded over the ranks; grads arrive reduce-scattered (averaged)
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+
+            mesh = init_device_mesh(self.device.type, (self.world,))
+            for stage in self.model.transformer_blocks:
+                for block in stage:
+                    fully_shard(block, mesh=mesh)
+            fully_shard(self.model, mesh=mesh)
         # DDP averages the gradients of the ranks' slices: the model the step sees (``self.module``) is wrapped.
-        self.module = torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model
+        ddp = self.distributed and not self.fsdp
+        self.module = torch.nn.parallel.DistributedDataParallel(self.model) if ddp else self.model
         self.ema = EMA(self.model, cfg.ema_decay)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
@@ -161,7 +175,8 @@ class Trainer:
             noise = torch.randn(batch[0].shape, generator=g)
             x0, hidden, mask, pooled, sigma, noise = (t[mine].to(self.device) for t in (*batch, sigma, noise))
             x, target = noisy_latents(x0, noise, sigma)
-            sync = self.distributed and micro < cfg.grad_accum - 1  # all-reduce once, after the last micro-batch
+            # DDP all-reduces once, after the last micro-batch (FSDP reduce-scatters every micro-batch).
+            sync = self.distributed and not self.fsdp and micro < cfg.grad_accum - 1
             with autocast, (self.module.no_sync() if sync else contextlib.nullcontext()):
                 pred = self.module(x, 1000.0 * sigma, hidden, mask, pooled)
                 loss = masked_mse(pred, target) / cfg.grad_accum
@@ -171,8 +186,8 @@ class Trainer:
             total = torch.tensor(loss_sum, device=self.device)
             dist.all_reduce(total)
             loss_sum = total.item() / self.world
-        # After DDP every rank holds the same full gradients: their norm needs no further reduction.
-        stats = self.clipper(self.model.parameters(), group=False)
+        # After DDP every rank holds the same full gradients; under FSDP each holds a shard, whose squares are summed.
+        stats = self.clipper(self.model.parameters(), group=None if self.fsdp else False)
         if stats.extreme:
             self.opt.zero_grad(set_to_none=True)
             self._stop_on_extreme(stats)
@@ -194,16 +209,22 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                "optimizer": self.opt.state_dict(), "clip": self.clipper.state_dict(), "config": asdict(self.cfg)}
+        """Full (unsharded) tensors on the CPU, whatever the parallelism: a checkpoint loads on any world size."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        model, optim = get_state_dict(self.model, self.opt, options=StateDictOptions(full_state_dict=True,
+                                                                                     cpu_offload=self.fsdp))
+        return {"step": self.step, "model": model, "ema": self.ema.state_dict(), "optimizer": optim,
+                "clip": self.clipper.state_dict(), "config": asdict(self.cfg)}
 
     def save(self) -> Path:
         """``checkpoints/step_<n>.pt`` written atomically (by rank 0), then ``latest`` naming it."""
         folder = self.output / "checkpoints"
         path = folder / f"step_{self.step:07d}.pt"
+        state = self.state_dict()  # a collective under FSDP: every rank takes part, rank 0 writes
         if self.rank == 0:
             with atomic_path(path) as tmp:
-                torch.save(self.state_dict(), tmp)
+                torch.save(state, tmp)
             with atomic_path(folder / "latest") as tmp:
                 tmp.write_text(path.name)
         if self.distributed:
@@ -215,10 +236,12 @@ class Trainer:
         latest = self.output / "checkpoints" / "latest"
         if not latest.is_file():
             return False
-        state = torch.load(latest.parent / latest.read_text().strip(), map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        state = torch.load(latest.parent / latest.read_text().strip(), map_location="cpu", weights_only=True)
+        set_state_dict(self.model, self.opt, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                       options=StateDictOptions(full_state_dict=True))
         self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["optimizer"])
         self.clipper.load_state_dict(state["clip"])
         self.step = state["step"]
         return True
