@@ -11,6 +11,7 @@ training on the global batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -66,6 +67,7 @@ class TrainConfig:
     log_every: int = 1
     save_every: int = 50
     device: str = "cpu"
+    checkpoint_ff: bool = False  # selective activation checkpointing: recompute every FFN in the backward
     parallel: str = "ddp"  # under torchrun: "ddp" (replicated weights) or "fsdp" (FSDP2 fully_shard per block)
 
     @classmethod
@@ -122,6 +124,21 @@ def load_encoders(cfg: TrainConfig, workdir: Path):
     return vae.eval(), T5TextEncoder(t5_dir, max_length=cfg.t5_max_length), CLIPTextEncoder(clip_dir)
 
 
+def checkpoint_feedforwards(model: torch.nn.Module) -> int:
+    """Recompute the FFNs in the backward instead of keeping their activations (v1.5's ``--recom_ffn_layers``);
+    returns how many were wrapped."""
+    from torch.utils.checkpoint import checkpoint
+
+    from ..models.layers import FeedForward
+
+    wrapped = 0
+    for module in model.modules():
+        if isinstance(module, FeedForward):
+            module.forward = functools.partial(checkpoint, module.forward, use_reentrant=False)
+            wrapped += 1
+    return wrapped
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, output: str | Path):
         from ..models import SparseUMMDiT
@@ -135,6 +152,8 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
         self.model = SparseUMMDiT.from_config(cfg.model).to(self.device).train()
+        if cfg.checkpoint_ff:
+            checkpoint_feedforwards(self.model)
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
         self.fsdp = self.distributed and cfg.parallel == "fsdp"
         if self.fsdp:  # every block's parameters sharded over the ranks; grads arrive reduce-scattered (averaged)

@@ -128,3 +128,16 @@ def test_multi_resolution_buckets_train_one_shape_per_batch(tmp_path, one_thread
         seen.add(tuple(x0.shape[-2:]))
         trainer.train_step()
     assert seen == {(6, 6), (6, 8)}
+
+
+def test_ffn_checkpointing_changes_memory_not_results(tmp_path, toy_index, one_thread):
+    plain = Trainer(config(toy_index), tmp_path / "plain")
+    recompute = Trainer(config(toy_index, checkpoint_ff=True), tmp_path / "ckpt")
+    from suv.models.layers import FeedForward
+
+    ffns = [m for m in recompute.model.modules() if isinstance(m, FeedForward)]
+    assert ffns and all(m.forward.func.__name__ == "checkpoint" for m in ffns)
+    plain.fit(2, progress=False)
+    recompute.fit(2, progress=False)
+    for name, tensor in plain.model.state_dict().items():
+        assert torch.equal(tensor, recompute.model.state_dict()[name]), name
