@@ -1,0 +1,57 @@
+"""The Ascend NPU tiling (csrc/npu/tiling.h): compiled with the system compiler, checked against the Python index
+math. Runs without CANN: the work partition is plain C++ shared with the (not compilable here) device code."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from skiparse.index import index_table, sub_length
+
+ROOT = Path(__file__).resolve().parents[2]
+CXX = shutil.which("g++") or shutil.which("c++")
+pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build the tiling report")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("npu") / "tiling_report"
+    subprocess.run([CXX, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
+                    str(ROOT / "csrc/npu/tiling_report.cpp")], check=True)
+
+    def run(*args):
+        out = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True)
+        if out.returncode:
+            raise ValueError(out.stderr.strip())
+        return json.loads(out.stdout)
+
+    return run
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("group", [False, True])
+@pytest.mark.parametrize("B,L", [(1, 1), (2, 7), (1, 97), (3, 130)])
+def test_partition_covers_every_row_once_with_the_index_math(report, k, group, B, L):
+    C, elem, ub, cores = 24, 2, 1024, 5
+    t = report(B, L, C, k, int(group), elem, ub, cores)
+    sub = sub_length(L, k)
+    assert t["sub_length"] == sub and t["total_rows"] == k * B * sub
+    rows = [r for begin, end in t["ranges"] for r in range(begin, end)]
+    assert rows == list(range(t["total_rows"])) and 1 <= t["cores"] <= cores
+    table = index_table(L, k, group)  # (k, SUB) natural rows, -1 = padding
+    rows_of = table.unsqueeze(1)  # (k, 1, SUB): every batch item b reads rows b*L + natural row
+    expected = torch.where(rows_of >= 0, rows_of + L * torch.arange(B).view(1, B, 1), -1)
+    assert t["sources"] == expected.reshape(-1).tolist()  # output row (s*B + b)*SUB + pos
+    assert 2 * t["rows_per_chunk"] * t["cols_per_chunk"] * elem <= ub  # double-buffered chunks fit
+
+
+def test_wide_rows_are_split_in_32_byte_multiples(report):
+    t = report(1, 10, 5000, 2, 0, 4, 8192, 8)  # a 20,000-byte row, 4 KiB per buffer
+    assert t["rows_per_chunk"] == 1 and t["cols_per_chunk"] * 4 % 32 == 0 and t["cols_per_chunk"] * 4 <= 4096
+
+
+def test_bad_sizes_are_refused(report):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        report(0, 10, 8, 2, 0, 2, 1024, 4)
