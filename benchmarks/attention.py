@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8])
     p.add_argument("--patterns", default="single,group")
     p.add_argument("--modes", default="fwd,fwd+bwd")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bfloat16 on a GPU, float32 on the CPU")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="default: bfloat16 on a GPU, float32 on the CPU")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak for MFU, if not in the table")
     p.add_argument("--backend", default="auto", help="skiparse backend to time (default: best for the device)")

@@ -39,7 +39,8 @@ def run_mode(args) -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    trainer = Trainer(config(args, Path(args.data), args.cache), Path(args.work) / ("cached" if args.cache else "online"))
+    work = Path(args.work) / ("cached" if args.cache else "online")
+    trainer = Trainer(config(args, Path(args.data), args.cache), work)
     setup = time.perf_counter() - t0
     trainer.fit(2, progress=False)  # warm-up
     rows = trainer.fit(2 + args.steps, progress=False)

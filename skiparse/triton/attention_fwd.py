@@ -3,9 +3,10 @@
 Grid ``(query tiles, H, B * k)``, launched once for the video queries and once for the text queries
 (``TEXT_QUERIES``, a compile-time switch, so that neither variant carries the other's registers). A video query
 tile of sub-sequence ``s`` attends to the keys of the same sub-sequence and then to the text keys (a second key
-segment); a text query tile is copy ``s`` of the text queries and attends to the same keys. Online softmax in base 2 with fp32 statistics; rows whose
-keys are all masked give output 0 and ``lse = +inf``. Video outputs go straight to their natural rows; the text
-copies are written to ``text_parts`` (B, k, T, H, D) fp32 and averaged by the launcher, as the reference does.
+segment); a text query tile is copy ``s`` of the text queries and attends to the same keys. Online softmax in
+base 2 with fp32 statistics; rows whose keys are all masked give output 0 and ``lse = +inf``. Video outputs go
+straight to their natural rows; the text copies are written to ``text_parts`` (B, k, T, H, D) fp32 and averaged by
+the launcher, as the reference does.
 """
 import triton
 import triton.language as tl

@@ -71,7 +71,8 @@ def signature(fn, dtype: str, data=(), fp32=(), u8=(), floats=()) -> dict[str, s
 
 def strides(fn) -> tuple[str, ...]:
     """The stride arguments of ``fn`` (named ``s<tensor>_<dim>``). At launch the JIT specializes arguments that are
-    multiples of 16 (head-dim strides of D = 64 or 128 are), which lets it vectorize the row loads; AOT does the same."""
+    multiples of 16 (head-dim strides of D = 64 or 128 are), which lets it vectorize the row loads; AOT does the
+    same."""
     return tuple(p.name for p in fn.params if re.fullmatch(r"s[a-z]+_[a-z]", p.name))
 
 

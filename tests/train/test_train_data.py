@@ -23,7 +23,8 @@ def test_frame_indices_resample_and_window():
 
 
 def test_read_index_reports_the_bad_record(tmp_path):
-    good = {"path": "a.mp4", "cap": ["A  Cat", "x"], "resolution": {"height": 8, "width": 8}, "num_frames": 9, "fps": 24}
+    good = {"path": "a.mp4", "cap": ["A  Cat", "x"], "resolution": {"height": 8, "width": 8}, "num_frames": 9,
+            "fps": 24}
     index = tmp_path / "ann.json"
     index.write_text(json.dumps([good, {**good, "resolution": {}}]))
     with pytest.raises(ValueError, match="record 1 lacks or mistypes a field"):

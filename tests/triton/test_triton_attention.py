@@ -117,7 +117,8 @@ def test_strided_inputs_are_read_in_place(triton_kernels):
 def test_ops_pass_opcheck(triton_kernels):
     kw = make_inputs(1, 21, 1, 16, 3, masks=True, requires_grad=True)
     args = (*[kw[n] for n in NAMES], kw["text_mask"], kw["video_mask"], 2, True, 0.25)
-    torch.library.opcheck(torch.ops.skiparse.attention, args, test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+    checks = ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.library.opcheck(torch.ops.skiparse.attention, args, test_utils=checks)
     x = torch.randn(2, 21, 3)
     torch.library.opcheck(torch.ops.skiparse.reorder, (x, 3, True))
     torch.library.opcheck(torch.ops.skiparse.restore, (torch.randn(6, 9, 3), 3, True, 21))
