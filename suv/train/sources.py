@@ -1,7 +1,8 @@
 """Where a training batch comes from: clips encoded on the fly (the reference's online path) or the latent cache.
 
-Both give ``batch(indices, drop, g) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
-clip pooled (B, 1, P))`` for the clips the sampler chose (one shape), every random choice drawn from ``g``; a
+Both give ``batch(indices, drop, g, keep) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
+clip pooled (B, 1, P))`` for the clips the sampler chose (one shape), every random choice drawn from ``g`` for the
+whole global batch while only the rows ``keep`` (this rank's slice) are produced; a
 caption is replaced by ``""`` with probability ``drop`` (classifier-free guidance training). ``shapes`` gives each
 clip's ``"TxHxW"`` (None if dropped) for the bucket sampler.
 """
@@ -57,11 +58,13 @@ class OnlineClips:
             return None
         return self.vae.normalize_latents(self.vae.encode(video.unsqueeze(0)).mean)[0]
 
-    def batch(self, indices: list[int], drop: float, g: torch.Generator):
-        rng = random.Random(int(torch.randint(2**62, (1,), generator=g)))
+    def batch(self, indices: list[int], drop: float, g: torch.Generator, keep: slice = slice(None)):
+        seed = int(torch.randint(2**62, (1,), generator=g))
+        picks = pick_captions(indices, lambda i: len(self.records[i].captions), drop, g)
         rows = []
-        for i, c in pick_captions(indices, lambda i: len(self.records[i].captions), drop, g):
-            x0 = self.encode_clip(i, rng)
+        for pos in range(len(picks))[keep]:  # only this rank's clips are decoded and encoded
+            i, c = picks[pos]
+            x0 = self.encode_clip(i, random.Random(seed + pos))
             if x0 is None:
                 raise ValueError(f"{self.records[i].path}: too short for {self.cfg.num_frames} frames at "
                                  f"{self.cfg.train_fps} fps")
@@ -77,7 +80,7 @@ class CachedClips:
 
         self.latents, self.captions, self.empty, self.shapes = read_cache(cfg.cache, cfg)
 
-    def batch(self, indices: list[int], drop: float, g: torch.Generator):
-        rows = [(self.latents[i], *(self.empty if c is None else self.captions[i][c]))
-                for i, c in pick_captions(indices, lambda i: len(self.captions[i]), drop, g)]
+    def batch(self, indices: list[int], drop: float, g: torch.Generator, keep: slice = slice(None)):
+        picks = pick_captions(indices, lambda i: len(self.captions[i]), drop, g)[keep]
+        rows = [(self.latents[i], *(self.empty if c is None else self.captions[i][c])) for i, c in picks]
         return tuple(torch.stack(t) for t in zip(*rows))

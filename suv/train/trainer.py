@@ -189,10 +189,12 @@ class Trainer:
         mine = slice(self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size)
         for micro in range(cfg.grad_accum):
             g = _step_generator(cfg.seed, self.step, micro)
-            batch = self.data.batch(self.sampler.batch(self.step * cfg.grad_accum + micro), cfg.cfg_drop, g)
-            sigma = sample_sigmas(batch[0].shape[0], tuple(batch[0].shape[-2:]), g)
-            noise = torch.randn(batch[0].shape, generator=g)
-            x0, hidden, mask, pooled, sigma, noise = (t[mine].to(self.device) for t in (*batch, sigma, noise))
+            indices = self.sampler.batch(self.step * cfg.grad_accum + micro)
+            batch = self.data.batch(indices, cfg.cfg_drop, g, mine)
+            shape = (len(indices), *batch[0].shape[1:])  # draws for the global batch, so every rank's agree
+            sigma = sample_sigmas(shape[0], shape[-2:], g)[mine]
+            noise = torch.randn(shape, generator=g)[mine]
+            x0, hidden, mask, pooled, sigma, noise = (t.to(self.device) for t in (*batch, sigma, noise))
             x, target = noisy_latents(x0, noise, sigma)
             # DDP all-reduces once, after the last micro-batch (FSDP reduce-scatters every micro-batch).
             sync = self.distributed and not self.fsdp and micro < cfg.grad_accum - 1
