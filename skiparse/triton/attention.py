@@ -98,7 +98,7 @@ def _row_delta(d_out, out, scale, S):
     delta = torch.empty((B, H, S, N), device=d_out.device, dtype=torch.float32)
     if delta.numel() == 0:
         return delta
-    config = configs.pick({arch: [DELTA_CONFIG] for arch in configs.ARCHS}, configs.cfg(4, 1, BLOCK_M=16))[0]
+    config = configs.cfg(4, 1, BLOCK_M=16) if configs.interpreting() else DELTA_CONFIG
     grid = (triton.cdiv(N, config.kwargs["BLOCK_M"]), H, B * S)
     row_delta_kernel[grid](
         d_out, out, delta, scale, N, H, S, HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)),

@@ -13,7 +13,9 @@ import triton
 import triton.language as tl
 
 from . import configs
-from .attention_common import LOG2E, key_mask, load_rows, store_rows, text_rows, video_rows
+from .attention_common import (
+    load_keys, load_queries, load_rows, program_coords, store_rows, text_rows, video_rows,
+)
 
 
 @triton.jit
@@ -22,11 +24,8 @@ def row_delta_kernel(
     scale, N, H, S,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
-    h = tl.program_id(1)
-    bs = tl.program_id(2)
-    b = (bs // S).to(tl.int64)
-    s = bs % S
-    rows, valid = text_rows(tl.program_id(0) * BLOCK_M, tl.arange(0, BLOCK_M), N)
+    tile, h, b, s = program_coords(S)
+    rows, valid = text_rows(tile * BLOCK_M, tl.arange(0, BLOCK_M), N)
     offs_d = tl.arange(0, BLOCK_D)
     a = load_rows(A + (b * N * H + h) * HEAD_DIM, rows, H * HEAD_DIM, valid, offs_d, HEAD_DIM).to(tl.float32)
     p = load_rows(P + ((b * S + s) * N * H + h) * HEAD_DIM, rows, H * HEAD_DIM, valid, offs_d, HEAD_DIM)
@@ -68,11 +67,7 @@ def attention_bwd_dkdv_kernel(
     HAS_TMASK: tl.constexpr, HAS_VMASK: tl.constexpr, PRECISION: tl.constexpr, TEXT_KEYS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    tile = tl.program_id(0)
-    h = tl.program_id(1)
-    bs = tl.program_id(2)
-    b = (bs // sparsity).to(tl.int64)
-    s = bs % sparsity
+    tile, h, b, s = program_coords(sparsity)
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -80,14 +75,12 @@ def attention_bwd_dkdv_kernel(
     # Masked keys get zero gradients, which are stored too: every real row is written exactly once.
     if TEXT_KEYS:
         k_rows, k_real = text_rows(tile * BLOCK_N, offs_n, T)
-        k_valid = key_mask(k_real, TMASK + b * T, k_rows, HAS_TMASK)
-        k = load_rows(TK + b * stk_b + h * stk_h, k_rows, stk_l, k_valid, offs_d, HEAD_DIM)
-        v = load_rows(TV + b * stv_b + h * stv_h, k_rows, stv_l, k_valid, offs_d, HEAD_DIM)
+        k_valid, k, v = load_keys(TK + b * stk_b + h * stk_h, TV + b * stv_b + h * stv_h, stk_l, stv_l, k_rows,
+                                  k_real, TMASK + b * T, offs_d, HEAD_DIM, HAS_TMASK)
     else:
         k_rows, k_real = video_rows(tile * BLOCK_N, offs_n, s, SUB, L, sparsity, GROUP)
-        k_valid = key_mask(k_real, VMASK + b * L, k_rows, HAS_VMASK)
-        k = load_rows(K + b * sk_b + h * sk_h, k_rows, sk_l, k_valid, offs_d, HEAD_DIM)
-        v = load_rows(V + b * sv_b + h * sv_h, k_rows, sv_l, k_valid, offs_d, HEAD_DIM)
+        k_valid, k, v = load_keys(K + b * sk_b + h * sk_h, V + b * sv_b + h * sv_h, sk_l, sv_l, k_rows, k_real,
+                                  VMASK + b * L, offs_d, HEAD_DIM, HAS_VMASK)
 
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
@@ -95,20 +88,16 @@ def attention_bwd_dkdv_kernel(
     stats = (b * H + h) * L
     for start in range(0, SUB, BLOCK_M):
         rows, valid = video_rows(start, offs_m, s, SUB, L, sparsity, GROUP)
-        q = load_rows(q_base, rows, sq_l, valid, offs_d, HEAD_DIM)
-        do = load_rows(do_base, rows, H * HEAD_DIM, valid, offs_d, HEAD_DIM)
-        lse2 = tl.load(LSE + stats + rows, mask=valid, other=float("inf")) * LOG2E
-        delta = tl.load(DELTA + stats + rows, mask=valid, other=0.0)
+        q, do, lse2, delta = load_queries(q_base, sq_l, do_base, H * HEAD_DIM, LSE + stats, DELTA + stats, rows,
+                                          valid, offs_d, HEAD_DIM)
         dk, dv = _dkdv_step(dk, dv, k, v, k_valid, q, do, lse2, delta, 1.0, qk_scale, PRECISION)
 
     q_base, do_base = TQ + b * stq_b + h * stq_h, DTO + (b * T * H + h) * HEAD_DIM
     stats = ((b * H + h) * sparsity + s) * T
     for start in range(0, T, BLOCK_M):
         rows, valid = text_rows(start, offs_m, T)
-        q = load_rows(q_base, rows, stq_l, valid, offs_d, HEAD_DIM)
-        do = load_rows(do_base, rows, H * HEAD_DIM, valid, offs_d, HEAD_DIM)
-        lse2 = tl.load(TLSE + stats + rows, mask=valid, other=float("inf")) * LOG2E
-        delta = tl.load(TDELTA + stats + rows, mask=valid, other=0.0)
+        q, do, lse2, delta = load_queries(q_base, stq_l, do_base, H * HEAD_DIM, TLSE + stats, TDELTA + stats, rows,
+                                          valid, offs_d, HEAD_DIM)
         dk, dv = _dkdv_step(dk, dv, k, v, k_valid, q, do, lse2, delta, inv_k, qk_scale, PRECISION)
 
     dk *= sm_scale
@@ -135,47 +124,36 @@ def attention_bwd_dq_kernel(
     HAS_TMASK: tl.constexpr, HAS_VMASK: tl.constexpr, PRECISION: tl.constexpr, TEXT_QUERIES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    tile = tl.program_id(0)
-    h = tl.program_id(1)
-    bs = tl.program_id(2)
-    b = (bs // sparsity).to(tl.int64)
-    s = bs % sparsity
+    tile, h, b, s = program_coords(sparsity)
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
 
     if TEXT_QUERIES:
         q_rows, q_valid = text_rows(tile * BLOCK_M, offs_m, T)
-        q = load_rows(TQ + b * stq_b + h * stq_h, q_rows, stq_l, q_valid, offs_d, HEAD_DIM)
-        do = load_rows(DTO + (b * T * H + h) * HEAD_DIM, q_rows, H * HEAD_DIM, q_valid, offs_d, HEAD_DIM)
         stats = ((b * H + h) * sparsity + s) * T
-        lse2 = tl.load(TLSE + stats + q_rows, mask=q_valid, other=float("inf")) * LOG2E
-        delta = tl.load(TDELTA + stats + q_rows, mask=q_valid, other=0.0)
+        q, do, lse2, delta = load_queries(TQ + b * stq_b + h * stq_h, stq_l, DTO + (b * T * H + h) * HEAD_DIM,
+                                          H * HEAD_DIM, TLSE + stats, TDELTA + stats, q_rows, q_valid, offs_d,
+                                          HEAD_DIM)
         do_scale = inv_k
     else:
         q_rows, q_valid = video_rows(tile * BLOCK_M, offs_m, s, SUB, L, sparsity, GROUP)
-        q = load_rows(Q + b * sq_b + h * sq_h, q_rows, sq_l, q_valid, offs_d, HEAD_DIM)
-        do = load_rows(DO + (b * L * H + h) * HEAD_DIM, q_rows, H * HEAD_DIM, q_valid, offs_d, HEAD_DIM)
         stats = (b * H + h) * L
-        lse2 = tl.load(LSE + stats + q_rows, mask=q_valid, other=float("inf")) * LOG2E
-        delta = tl.load(DELTA + stats + q_rows, mask=q_valid, other=0.0)
+        q, do, lse2, delta = load_queries(Q + b * sq_b + h * sq_h, sq_l, DO + (b * L * H + h) * HEAD_DIM,
+                                          H * HEAD_DIM, LSE + stats, DELTA + stats, q_rows, q_valid, offs_d, HEAD_DIM)
         do_scale = 1.0
 
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     k_base, v_base = K + b * sk_b + h * sk_h, V + b * sv_b + h * sv_h
     for start in range(0, SUB, BLOCK_N):
-        rows, valid = video_rows(start, offs_n, s, SUB, L, sparsity, GROUP)
-        valid = key_mask(valid, VMASK + b * L, rows, HAS_VMASK)
-        k = load_rows(k_base, rows, sk_l, valid, offs_d, HEAD_DIM)
-        v = load_rows(v_base, rows, sv_l, valid, offs_d, HEAD_DIM)
+        rows, real = video_rows(start, offs_n, s, SUB, L, sparsity, GROUP)
+        valid, k, v = load_keys(k_base, v_base, sk_l, sv_l, rows, real, VMASK + b * L, offs_d, HEAD_DIM, HAS_VMASK)
         dq = _dq_step(dq, q, do, lse2, delta, do_scale, k, v, valid, qk_scale, PRECISION)
 
     k_base, v_base = TK + b * stk_b + h * stk_h, TV + b * stv_b + h * stv_h
     for start in range(0, T, BLOCK_N):
-        rows, valid = text_rows(start, offs_n, T)
-        valid = key_mask(valid, TMASK + b * T, rows, HAS_TMASK)
-        k = load_rows(k_base, rows, stk_l, valid, offs_d, HEAD_DIM)
-        v = load_rows(v_base, rows, stv_l, valid, offs_d, HEAD_DIM)
+        rows, real = text_rows(start, offs_n, T)
+        valid, k, v = load_keys(k_base, v_base, stk_l, stv_l, rows, real, TMASK + b * T, offs_d, HEAD_DIM, HAS_TMASK)
         dq = _dq_step(dq, q, do, lse2, delta, do_scale, k, v, valid, qk_scale, PRECISION)
 
     dq *= sm_scale

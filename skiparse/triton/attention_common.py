@@ -47,3 +47,30 @@ def key_mask(valid, mask_base, rows, HAS_MASK: tl.constexpr):
     if HAS_MASK:
         valid = valid & (tl.load(mask_base + rows, mask=valid, other=0) != 0)
     return valid
+
+
+@triton.jit
+def program_coords(sparsity):
+    """``(tile, head, batch item (int64), sub-sequence)`` of this program in the ``(tiles, H, B * k)`` grid."""
+    bs = tl.program_id(2)
+    return tl.program_id(0), tl.program_id(1), (bs // sparsity).to(tl.int64), bs % sparsity
+
+
+@triton.jit
+def load_keys(k_base, v_base, k_stride, v_stride, rows, real, mask_base, offs_d, HEAD_DIM: tl.constexpr,
+              HAS_MASK: tl.constexpr):
+    """``(valid, K tile, V tile)`` of ``rows``: ``valid`` is real and not masked; other rows load as zeros."""
+    valid = key_mask(real, mask_base, rows, HAS_MASK)
+    k = load_rows(k_base, rows, k_stride, valid, offs_d, HEAD_DIM)
+    return valid, k, load_rows(v_base, rows, v_stride, valid, offs_d, HEAD_DIM)
+
+
+@triton.jit
+def load_queries(q_base, q_stride, do_base, do_stride, lse_base, delta_base, rows, valid, offs_d,
+                 HEAD_DIM: tl.constexpr):
+    """Backward inputs of query ``rows``: Q and dO tiles, logsumexp in log2 units (+inf for absent rows, so their
+    probabilities are 0) and delta."""
+    q = load_rows(q_base, rows, q_stride, valid, offs_d, HEAD_DIM)
+    do = load_rows(do_base, rows, do_stride, valid, offs_d, HEAD_DIM)
+    lse2 = tl.load(lse_base + rows, mask=valid, other=float("inf")) * LOG2E
+    return q, do, lse2, tl.load(delta_base + rows, mask=valid, other=0.0)

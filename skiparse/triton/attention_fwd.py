@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from . import configs
-from .attention_common import LN2, key_mask, load_rows, store_rows, text_rows, video_rows
+from .attention_common import LN2, load_keys, load_rows, program_coords, store_rows, text_rows, video_rows
 
 
 @triton.jit
@@ -41,11 +41,7 @@ def attention_fwd_kernel(
     HAS_TMASK: tl.constexpr, HAS_VMASK: tl.constexpr, PRECISION: tl.constexpr, TEXT_QUERIES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    tile = tl.program_id(0)
-    h = tl.program_id(1)
-    bs = tl.program_id(2)
-    b = (bs // sparsity).to(tl.int64)
-    s = bs % sparsity
+    tile, h, b, s = program_coords(sparsity)
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -62,18 +58,14 @@ def attention_fwd_kernel(
 
     k_base, v_base = K + b * sk_b + h * sk_h, V + b * sv_b + h * sv_h
     for start in range(0, SUB, BLOCK_N):
-        rows, valid = video_rows(start, offs_n, s, SUB, L, sparsity, GROUP)
-        valid = key_mask(valid, VMASK + b * L, rows, HAS_VMASK)
-        k = load_rows(k_base, rows, sk_l, valid, offs_d, HEAD_DIM)
-        v = load_rows(v_base, rows, sv_l, valid, offs_d, HEAD_DIM)
+        rows, real = video_rows(start, offs_n, s, SUB, L, sparsity, GROUP)
+        valid, k, v = load_keys(k_base, v_base, sk_l, sv_l, rows, real, VMASK + b * L, offs_d, HEAD_DIM, HAS_VMASK)
         acc, m_i, l_i = _softmax_step(acc, m_i, l_i, q, k, v, valid, qk_scale, PRECISION)
 
     k_base, v_base = TK + b * stk_b + h * stk_h, TV + b * stv_b + h * stv_h
     for start in range(0, T, BLOCK_N):
-        rows, valid = text_rows(start, offs_n, T)
-        valid = key_mask(valid, TMASK + b * T, rows, HAS_TMASK)
-        k = load_rows(k_base, rows, stk_l, valid, offs_d, HEAD_DIM)
-        v = load_rows(v_base, rows, stv_l, valid, offs_d, HEAD_DIM)
+        rows, real = text_rows(start, offs_n, T)
+        valid, k, v = load_keys(k_base, v_base, stk_l, stv_l, rows, real, TMASK + b * T, offs_d, HEAD_DIM, HAS_TMASK)
         acc, m_i, l_i = _softmax_step(acc, m_i, l_i, q, k, v, valid, qk_scale, PRECISION)
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
