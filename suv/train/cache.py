@@ -57,7 +57,8 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
 
     out = Path(out)
     vae, t5, clip = load_encoders(cfg, out)
-    source, text = OnlineClips(cfg, vae, TextEncoders(t5, clip)), TextEncoders(t5, clip)
+    source = OnlineClips(cfg, vae, TextEncoders(t5, clip))
+    text = source.text
     rng = random.Random(cfg.seed)
     shards, tensors, clips, skipped, caption_counts, shapes = [], {}, 0, [], [], []
     for i, record in enumerate(source.records):
@@ -103,18 +104,21 @@ def read_cache(folder: str | Path, cfg):
         raise ValueError(f"stale latent cache {folder}: built with different {', '.join(stale)} than the config "
                          "asks for; rebuild it with `suv-cache`")
     tensors = {}
-    for entry in [*index["shards"], index["empty"]]:
-        path = folder / entry["file"]
-        if not path.is_file() or _sha256(path) != entry["sha256"]:
-            raise ValueError(f"corrupt latent cache {folder}: {entry['file']} is missing or fails its checksum; "
-                             "rebuild it with `suv-cache`")
-        tensors.update({f"{entry['file']}:{k}" if entry is index["empty"] else k: v
-                        for k, v in load_file(str(path)).items()})
+    for entry in index["shards"]:
+        tensors.update(_load_verified(folder, entry))
+    empty = _load_verified(folder, index["empty"])
     latents = [tensors[f"latent/{i}"] for i in range(index["clips"])]
     captions = [[(tensors[f"t5/{i}/{c}"], tensors[f"mask/{i}/{c}"], tensors[f"clip/{i}/{c}"]) for c in range(n)]
                 for i, n in enumerate(index["captions"])]
-    e = index["empty"]["file"]
-    return latents, captions, (tensors[f"{e}:t5"], tensors[f"{e}:mask"], tensors[f"{e}:clip"]), index["shapes"]
+    return latents, captions, (empty["t5"], empty["mask"], empty["clip"]), index["shapes"]
+
+
+def _load_verified(folder: Path, entry: dict) -> dict:
+    path = folder / entry["file"]
+    if not path.is_file() or _sha256(path) != entry["sha256"]:
+        raise ValueError(f"corrupt latent cache {folder}: {entry['file']} is missing or fails its checksum; "
+                         "rebuild it with `suv-cache`")
+    return load_file(str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,28 +26,17 @@ def _all_to_all(x: torch.Tensor, group) -> torch.Tensor:
     return out
 
 
-class _SeqToHeads(torch.autograd.Function):
-    """(B, L/W, H, D) sequence chunk -> (B, L, H/W, D) head chunk; the backward is the inverse exchange."""
+class _Exchange(torch.autograd.Function):
+    """Sequence chunks (B, L/W, H, D) <-> head chunks (B, L, H/W, D); each direction's backward is the other."""
 
     @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        return _seq_to_heads(x, group)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _heads_to_seq(grad, ctx.group), None
-
-
-class _HeadsToSeq(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        return _heads_to_seq(x, group)
+    def forward(ctx, x, group, to_heads: bool):
+        ctx.group, ctx.to_heads = group, to_heads
+        return (_seq_to_heads if to_heads else _heads_to_seq)(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return _seq_to_heads(grad, ctx.group), None
+        return (_heads_to_seq if ctx.to_heads else _seq_to_heads)(grad, ctx.group), None, None
 
 
 def _seq_to_heads(x, group):
@@ -97,9 +86,9 @@ def sequence_parallel_attention(q, k, v, sparsity=4, group_skip=False, text_q=No
     if H % W:
         raise ValueError(f"sequence parallel: heads ({H}) must be divisible by the group size ({W})")
     heads = slice(rank * (H // W), (rank + 1) * (H // W))
-    q, k, v = (_SeqToHeads.apply(x, group) for x in (q, k, v))
+    q, k, v = (_Exchange.apply(x, group, True) for x in (q, k, v))
     text = [None if t is None else t[:, :, heads] for t in (text_q, text_k, text_v)]
     out, text_out = skiparse.skiparse_attention(q, k, v, sparsity, group_skip, *text, text_mask=text_mask,
                                                 video_mask=video_mask, scale=scale)
-    out = _HeadsToSeq.apply(out, group)
+    out = _Exchange.apply(out, group, False)
     return out, (None if text_out is None else _GatherHeads.apply(text_out, group))
