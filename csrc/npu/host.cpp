@@ -32,6 +32,22 @@ at::Tensor device_tiling(const skiparse::npu::ReorderTiling& t, const at::Tensor
   return host.to(like.device());
 }
 
+// The launch signature ascendc_library() generates for both copy kernels: (blocks, stream, src, dst, tiling).
+using CopyKernel = uint32_t (*)(uint32_t, void*, void*, void*, void*);
+
+// Copies the tiling to the device and enqueues `kernel` on torch_npu's task queue. The task runs later, from the
+// queue: it holds the three tensors (by value) so that none of them is freed before it has run.
+void enqueue(const char* name, CopyKernel kernel, const skiparse::npu::ReorderTiling& t, const at::Tensor& src,
+             const at::Tensor& dst) {
+  const at::Tensor tiling = device_tiling(t, src);
+  void* stream = c10_npu::getCurrentNPUStream().stream(false);
+  const auto blocks = static_cast<uint32_t>(t.cores);
+  at_npu::native::OpCommand::RunOpApi(name, [=]() -> int {
+    kernel(blocks, stream, src.data_ptr(), dst.data_ptr(), tiling.data_ptr());
+    return 0;
+  });
+}
+
 // (B, L, *F) -> B, L and C = prod(F); the feature block must be contiguous.
 void row_shape(const at::Tensor& x, int64_t& B, int64_t& L, int64_t& C) {
   TORCH_CHECK(x.dim() >= 2, "skiparse npu: expected (B, L, ...) input, got ", x.dim(), " dims");
@@ -49,17 +65,9 @@ at::Tensor reorder_npu(const at::Tensor& input, int64_t sparsity, bool group) {
   shape[1] = skiparse::sub_length(L, sparsity);
   at::Tensor y = at::empty(shape, x.options());
   if (y.numel() == 0) return y;
-  const auto t = skiparse::npu::make_reorder_tiling(B, L, C, sparsity, group, x.element_size(), kUbBytes,
-                                                    vector_cores());
-  at::Tensor tiling = device_tiling(t, x);
-  void* stream = c10_npu::getCurrentNPUStream().stream(false);
-  void *src = x.data_ptr(), *dst = y.data_ptr(), *tiling_ptr = tiling.data_ptr();
-  const auto blocks = static_cast<uint32_t>(t.cores);
-  // Captured by value: the task runs later, from torch_npu's queue (x, y and tiling stay alive in its tensors).
-  at_npu::native::OpCommand::RunOpApi("skiparse_reorder", [=]() -> int {
-    ACLRT_LAUNCH_KERNEL(skiparse_reorder)(blocks, stream, src, dst, tiling_ptr);
-    return 0;
-  });
+  enqueue("skiparse_reorder", ACLRT_LAUNCH_KERNEL(skiparse_reorder),
+          skiparse::npu::make_reorder_tiling(B, L, C, sparsity, group, x.element_size(), kUbBytes, vector_cores()),
+          x, y);
   return y;
 }
 
@@ -74,16 +82,10 @@ at::Tensor restore_npu(const at::Tensor& input, int64_t sparsity, bool group, in
   at::Tensor y = at::empty(shape, x.options());
   if (y.numel() == 0) return y;
   // The same partition as the reorder, read in reverse: output row r of the reorder is input row r here.
-  const auto t = skiparse::npu::make_reorder_tiling(B, length, C, sparsity, group, x.element_size(), kUbBytes,
-                                                    vector_cores());
-  at::Tensor tiling = device_tiling(t, x);
-  void* stream = c10_npu::getCurrentNPUStream().stream(false);
-  void *src = x.data_ptr(), *dst = y.data_ptr(), *tiling_ptr = tiling.data_ptr();
-  const auto blocks = static_cast<uint32_t>(t.cores);
-  at_npu::native::OpCommand::RunOpApi("skiparse_restore", [=]() -> int {
-    ACLRT_LAUNCH_KERNEL(skiparse_restore)(blocks, stream, src, dst, tiling_ptr);
-    return 0;
-  });
+  enqueue("skiparse_restore", ACLRT_LAUNCH_KERNEL(skiparse_restore),
+          skiparse::npu::make_reorder_tiling(B, length, C, sparsity, group, x.element_size(), kUbBytes,
+                                             vector_cores()),
+          x, y);
   return y;
 }
 
