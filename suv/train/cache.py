@@ -6,12 +6,15 @@ caption's embeddings) and, last, ``DIR/index.json`` with the SHA-256 of every fi
 produced them (index, VAE, encoders, frames, size, fps). Training with ``cache: DIR`` refuses a cache whose
 fingerprint differs from its config (stale) or whose files do not match their checksums (corrupt), naming which.
 Every file is written to a temporary name and renamed; an interrupted build leaves no index, so no cache.
+Clips that cannot be used (missing, undecodable, too short) are left out with a logged reason and listed under
+``skipped``; cached clips are numbered densely, so ``shapes`` (hence the bucket sampler) only holds clips that exist.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import logging
 import random
 import sys
 from pathlib import Path
@@ -21,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ..checkpoint import atomic_path
 
+log = logging.getLogger(__name__)
 FORMAT = 1
 _FINGERPRINT_FIELDS = ("vae", "t5", "clip", "t5_max_length", "num_frames", "height", "width", "max_hxw", "min_hxw",
                        "hw_stride", "train_fps", "seed")
@@ -63,8 +67,8 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     shards, tensors, clips, skipped, caption_counts, shapes = [], {}, 0, [], [], []
     for i, record in enumerate(source.records):
         latent = source.encode_clip(i, rng)
-        if latent is None:
-            skipped.append(str(record.path))
+        if latent is None:  # why is logged by encode_clip
+            skipped.append({"path": str(record.path), "reason": source.bad[i]})
             continue
         tensors[f"latent/{clips}"] = latent
         for c, caption in enumerate(record.captions):
@@ -79,13 +83,17 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     if tensors:
         shards.append(_save(tensors, out / f"shard_{len(shards):05d}.safetensors"))
     if not clips:
-        raise ValueError(f"{cfg.data}: no clip gives {cfg.num_frames} frames at {cfg.train_fps} fps")
+        raise ValueError(f"{cfg.data}: no usable clip (none gives {cfg.num_frames} frames at {cfg.train_fps} fps, "
+                         "or every file is missing or unreadable)")
     hidden, mask, pooled = text("")
     empty = _save({"t5": hidden, "mask": mask, "clip": pooled}, out / "empty.safetensors")
     index = {"format": FORMAT, "fingerprint": fingerprint(cfg), "clips": clips, "captions": caption_counts,
              "shapes": shapes, "shards": shards, "empty": empty, "skipped": skipped}
     with atomic_path(out / "index.json") as tmp:
         tmp.write_text(json.dumps(index, indent=1))
+    if skipped:
+        log.warning("latent cache %s: left out %d of %d clips (listed under 'skipped' in index.json)", out,
+                    len(skipped), len(source.records))
     return out / "index.json"
 
 
@@ -133,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         index = build_cache(load_config(args.config, args.output), args.output, args.shard_clips)
     except ValueError as e:
         raise SystemExit(f"suv-cache: {e}") from e
-    print(f"suv-cache: wrote {index}")
+    summary = json.loads(index.read_text())
+    print(f"suv-cache: wrote {index} ({summary['clips']} clips cached, {len(summary['skipped'])} skipped)")
     return 0
 
 

@@ -71,7 +71,8 @@ def frame_indices(available: int, fps: float, train_fps: float, num_frames: int,
 
 def load_clip(record: Record, num_frames: int, height: int, width: int, train_fps: float,
               rng: random.Random) -> torch.Tensor | None:
-    """``(3, T, height, width)`` in [-1, 1] with ``T = valid_frame_count(num_frames)``, or None if too short."""
+    """``(3, T, height, width)`` in [-1, 1] with ``T = valid_frame_count(num_frames)``, or None if too short;
+    raises (FileNotFoundError, ValueError, ...) if the file is missing or cannot be decoded."""
     frames, fps = read_video(record.path)
     idx = frame_indices(frames.shape[0], fps, train_fps, valid_frame_count(num_frames), rng)
     if not idx:

@@ -5,15 +5,22 @@ clip pooled (B, 1, P))`` for the clips the sampler chose (one shape), every rand
 whole global batch while only the rows ``keep`` (this rank's slice) are produced; a
 caption is replaced by ``""`` with probability ``drop`` (classifier-free guidance training). ``shapes`` gives each
 clip's ``"TxHxW"`` (None if dropped) for the bucket sampler.
+
+Online, a clip that cannot be used (missing, undecodable, too short) is logged once, remembered, and its row is
+replaced by the first usable clip of the same shape in an order drawn from the step's seed and the row: the result
+does not depend on which clips were already found bad, so ranks agree and a resumed run repeats the batch.
 """
 from __future__ import annotations
 
+import logging
 import random
 
 import torch
 
 from .buckets import clip_sizes
 from .data import load_clip, read_index, valid_frame_count
+
+log = logging.getLogger(__name__)
 
 
 def pick_captions(indices: list[int], caption_counts, drop: float, g: torch.Generator):
@@ -46,17 +53,47 @@ class OnlineClips:
         self.sizes = clip_sizes(self.records, cfg)
         frames = valid_frame_count(cfg.num_frames)
         self.shapes = [None if hw is None else f"{frames}x{hw[0]}x{hw[1]}" for hw in self.sizes]
+        self.bad: dict[int, str] = {}  # clip index -> why it cannot be used
+
+    def _mark_bad(self, i: int, reason: str) -> None:
+        self.bad[i] = reason
+        log.warning("skipping clip %s: %s", self.records[i].path, reason)
 
     @torch.no_grad()
     def encode_clip(self, i: int, rng: random.Random) -> torch.Tensor | None:
-        """Normalised latent mean ``(C, T', H', W')`` of a random window of clip ``i``, or None if unusable."""
+        """Normalised latent mean ``(C, T', H', W')`` of a random window of clip ``i``, or None if unusable (the
+        reason is logged once and kept in ``self.bad``)."""
         cfg = self.cfg
-        if self.sizes[i] is None:
+        if i in self.bad:
             return None
-        video = load_clip(self.records[i], cfg.num_frames, *self.sizes[i], cfg.train_fps, rng)
+        if self.sizes[i] is None:
+            self._mark_bad(i, "no training size (below min_hxw)")
+            return None
+        try:
+            video = load_clip(self.records[i], cfg.num_frames, *self.sizes[i], cfg.train_fps, rng)
+        except ImportError:  # PyAV itself is missing: not the clip's fault
+            raise
+        except Exception as e:  # missing file, PyAV or decode error of any kind
+            self._mark_bad(i, f"{type(e).__name__}: {e}")
+            return None
         if video is None:
+            self._mark_bad(i, f"too short for {cfg.num_frames} frames at {cfg.train_fps} fps")
             return None
         return self.vae.normalize_latents(self.vae.encode(video.unsqueeze(0)).mean)[0]
+
+    def _replacement(self, i: int, drop: float, seed: int, pos: int):
+        """``(clip, caption, latent)`` standing in for the unusable clip ``i`` at row ``pos``: the first usable clip
+        of the same shape in an order drawn from ``(seed, pos)``, with a fresh caption pick."""
+        shape = self.shapes[i]
+        same = [j for j, s in enumerate(self.shapes) if s == shape]
+        g = torch.Generator().manual_seed(seed + pos)  # local: the step's generator must not depend on failures
+        for k in torch.randperm(len(same), generator=g).tolist():
+            x0 = self.encode_clip(same[k], random.Random(f"{seed}/{pos}/{same[k]}"))
+            if x0 is not None:
+                return *pick_captions([same[k]], lambda j: len(self.records[j].captions), drop, g)[0], x0
+        failed = sum(j in self.bad for j in same)
+        raise RuntimeError(f"every clip of shape {shape} is unusable ({failed} of {len(same)} failed to load; "
+                           "see the warnings above)")
 
     def batch(self, indices: list[int], drop: float, g: torch.Generator, keep: slice = slice(None)):
         seed = int(torch.randint(2**62, (1,), generator=g))
@@ -66,8 +103,7 @@ class OnlineClips:
             i, c = picks[pos]
             x0 = self.encode_clip(i, random.Random(seed + pos))
             if x0 is None:
-                raise ValueError(f"{self.records[i].path}: too short for {self.cfg.num_frames} frames at "
-                                 f"{self.cfg.train_fps} fps")
+                i, c, x0 = self._replacement(i, drop, seed, pos)
             rows.append((x0, *self.text("" if c is None else self.records[i].captions[c])))
         return tuple(torch.stack(t) for t in zip(*rows))
 
