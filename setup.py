@@ -2,10 +2,13 @@
 
 Install with ``pip install --no-build-isolation .`` so that the build uses the torch already installed (an isolated
 build would download a CUDA torch). ``SKIPARSE_BUILD_CPU=0`` skips the extension; the package then runs on the
-PyTorch reference. The Ascend NPU kernels are built by CMakeLists.txt only where the CANN toolkit is found.
+PyTorch reference. The Ascend NPU kernels (``skiparse/lib/libskiparse_npu.so``) are built through CMakeLists.txt
+when the CANN toolkit (``ASCEND_HOME_PATH``) and torch_npu are found, and skipped with a message otherwise.
 """
+import importlib.util
 import os
 import platform
+import subprocess
 import sys
 
 from setuptools import setup
@@ -36,7 +39,36 @@ def cpu_extension():
         extra_compile_args=flags,
         extra_link_args=["-fopenmp"],
     )
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    return [ext], {"build_ext": with_npu(BuildExtension.with_options(use_ninja=True))}
+
+
+def build_npu(cmd) -> None:
+    """CMake build of the AscendC kernels and their host glue into skiparse/lib, where CANN and torch_npu are."""
+    home = os.environ.get("ASCEND_HOME_PATH")
+    if not home:
+        print("skiparse: CANN toolkit not found (ASCEND_HOME_PATH is not set; source <CANN>/set_env.sh): "
+              "building without the NPU kernels", file=sys.stderr)
+        return
+    if importlib.util.find_spec("torch_npu") is None:
+        print(f"skiparse: CANN found at {home} but torch_npu is not installed: building without the NPU kernels",
+              file=sys.stderr)
+        return
+    root = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(root if cmd.inplace else os.path.abspath(cmd.build_lib), "skiparse", "lib")
+    build = os.path.join(os.path.abspath(cmd.build_temp), "npu")
+    soc = os.environ.get("SOC_VERSION", "Ascend910B1")
+    subprocess.check_call(["cmake", "-S", root, "-B", build, f"-DSOC_VERSION={soc}",
+                           f"-DPython3_EXECUTABLE={sys.executable}", f"-DSKIPARSE_NPU_OUTPUT_DIR={out}"])
+    subprocess.check_call(["cmake", "--build", build, "--parallel", os.environ.get("MAX_JOBS", "4")])
+
+
+def with_npu(build_ext):
+    class BuildExtWithNpu(build_ext):
+        def run(self):
+            super().run()
+            build_npu(self)
+
+    return BuildExtWithNpu
 
 
 ext_modules, cmdclass = cpu_extension()

@@ -6,11 +6,15 @@
 // (sub-sequence s = sb / B, batch item b = sb % B) at position pos = r % SUB. Its source is natural row
 // natural_index(s, pos) of item b, or padding (zero-filled) when that row is >= L. Restore walks the same rows
 // with source and destination swapped and skips padding.
+//
+// Device code (kernels/copy_rows.cpp) defines SKIPARSE_DEVICE first: it sees the struct and the inline index
+// functions only, not the host-only make_reorder_tiling and its standard-library exceptions.
 #pragma once
 
 #include <cstdint>
+#ifndef SKIPARSE_DEVICE
 #include <stdexcept>
-#include <string>
+#endif
 
 #include "../skiparse/index.h"
 
@@ -25,6 +29,7 @@ struct ReorderTiling {
   int64_t group;           // 0 single-skip, 1 group-skip
   int64_t sub_length;      // SUB = padded_length(L, k) / k
   int64_t features;        // C, elements per row
+  int64_t elem_bytes;      // bytes per element (the kernels move bytes, whatever the dtype)
   int64_t cols_per_chunk;  // features moved per UB transfer (C, or a UB-sized part of a very wide row)
   int64_t rows_per_chunk;  // rows per UB transfer
   int64_t total_rows;      // k * B * SUB
@@ -32,15 +37,26 @@ struct ReorderTiling {
   int64_t cores;           // cores that receive work
 };
 
-// Rows and columns per transfer so that two buffers (double buffering) fit in `ub_bytes`, with each transfer a
-// multiple of 32 bytes (the UB's block size) where the row allows it.
+constexpr int64_t kUbBlock = 32;          // DataCopyPad starts every row it puts in the UB on a 32-byte boundary
+constexpr int64_t kMaxRowsPerCopy = 4095;  // DataCopyExtParams::blockCount limit
+
+SKIPARSE_INLINE int64_t align_ub_block(int64_t bytes) { return (bytes + kUbBlock - 1) / kUbBlock * kUbBlock; }
+
+// UB bytes of one row of a transfer: cols_per_chunk elements, rounded up to a 32-byte block.
+SKIPARSE_INLINE int64_t chunk_row_pitch(const ReorderTiling& t) {
+  return align_ub_block(t.cols_per_chunk * t.elem_bytes);
+}
+
+#ifndef SKIPARSE_DEVICE
+// Rows and columns per transfer so that the UB holds two transfer buffers (double buffering) plus one zeroed row
+// pitch (the reorder's padding rows), every row taking whole 32-byte blocks. A row wider than that is split into
+// parts that are multiples of 32 bytes (only a row's last part may be shorter).
 inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t features, int64_t sparsity,
                                          bool group, int64_t elem_bytes, int64_t ub_bytes, int64_t max_cores) {
   if (batch < 1 || length < 1 || features < 1 || sparsity < 1 || elem_bytes < 1 || max_cores < 1)
     throw std::invalid_argument("reorder tiling: batch, length, features, sparsity, elem_bytes and max_cores must "
                                 "be >= 1");
-  const int64_t per_buffer = ub_bytes / 2;
-  if (per_buffer < 32) throw std::invalid_argument("reorder tiling: ub_bytes must be at least 64");
+  if (ub_bytes < 3 * kUbBlock) throw std::invalid_argument("reorder tiling: ub_bytes must be at least 96");
   ReorderTiling t{};
   t.batch = batch;
   t.length = length;
@@ -48,12 +64,14 @@ inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t 
   t.group = group ? 1 : 0;
   t.sub_length = sub_length(length, sparsity);
   t.features = features;
-  const int64_t row_bytes = features * elem_bytes;
-  if (row_bytes <= per_buffer) {
+  t.elem_bytes = elem_bytes;
+  const int64_t pitch = align_ub_block(features * elem_bytes);
+  if (3 * pitch <= ub_bytes) {
     t.cols_per_chunk = features;
-    t.rows_per_chunk = per_buffer / row_bytes;
-  } else {  // a row wider than a buffer: split it in 32-byte multiples
-    t.cols_per_chunk = (per_buffer / 32) * 32 / elem_bytes;
+    const int64_t rows = (ub_bytes / pitch - 1) / 2;
+    t.rows_per_chunk = rows < kMaxRowsPerCopy ? rows : kMaxRowsPerCopy;
+  } else {
+    t.cols_per_chunk = ub_bytes / 3 / kUbBlock * kUbBlock / elem_bytes;
     t.rows_per_chunk = 1;
   }
   t.total_rows = sparsity * batch * t.sub_length;
@@ -62,6 +80,7 @@ inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t 
   t.cores = (t.total_rows + t.rows_per_core - 1) / t.rows_per_core;  // no core left without rows
   return t;
 }
+#endif
 
 // First output row owned by `core` and one past its last.
 SKIPARSE_INLINE int64_t core_begin(const ReorderTiling& t, int64_t core) { return core * t.rows_per_core; }

@@ -14,9 +14,10 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 8; ++i) a[i] = std::atoll(argv[i + 1]);
   try {
     const auto t = skiparse::npu::make_reorder_tiling(a[0], a[1], a[2], a[3], a[4] != 0, a[5], a[6], a[7]);
-    std::printf("{\"sub_length\": %lld, \"cols_per_chunk\": %lld, \"rows_per_chunk\": %lld, \"total_rows\": %lld, "
-                "\"cores\": %lld, \"ranges\": [", (long long)t.sub_length, (long long)t.cols_per_chunk,
-                (long long)t.rows_per_chunk, (long long)t.total_rows, (long long)t.cores);
+    std::printf("{\"sub_length\": %lld, \"elem_bytes\": %lld, \"cols_per_chunk\": %lld, \"rows_per_chunk\": %lld, "
+                "\"row_pitch\": %lld, \"total_rows\": %lld, \"cores\": %lld, \"ranges\": [", (long long)t.sub_length,
+                (long long)t.elem_bytes, (long long)t.cols_per_chunk, (long long)t.rows_per_chunk,
+                (long long)skiparse::npu::chunk_row_pitch(t), (long long)t.total_rows, (long long)t.cores);
     for (int64_t c = 0; c < t.cores; ++c)
       std::printf("%s[%lld, %lld]", c ? ", " : "", (long long)skiparse::npu::core_begin(t, c),
                   (long long)skiparse::npu::core_end(t, c));

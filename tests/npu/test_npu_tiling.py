@@ -44,14 +44,37 @@ def test_partition_covers_every_row_once_with_the_index_math(report, k, group, B
     rows_of = table.unsqueeze(1)  # (k, 1, SUB): every batch item b reads rows b*L + natural row
     expected = torch.where(rows_of >= 0, rows_of + L * torch.arange(B).view(1, B, 1), -1)
     assert t["sources"] == expected.reshape(-1).tolist()  # output row (s*B + b)*SUB + pos
-    assert 2 * t["rows_per_chunk"] * t["cols_per_chunk"] * elem <= ub  # double-buffered chunks fit
+    assert t["elem_bytes"] == elem
+    assert_fits_the_ub(t, ub)
+
+
+def assert_fits_the_ub(t, ub):
+    """Two transfer buffers (double buffering) and one zero row, every UB row in whole 32-byte blocks."""
+    pitch = t["row_pitch"]
+    assert pitch % 32 == 0 and t["cols_per_chunk"] * t["elem_bytes"] <= pitch
+    assert (2 * t["rows_per_chunk"] + 1) * pitch <= ub and 1 <= t["rows_per_chunk"] <= 4095
 
 
 def test_wide_rows_are_split_in_32_byte_multiples(report):
-    t = report(1, 10, 5000, 2, 0, 4, 8192, 8)  # a 20,000-byte row, 4 KiB per buffer
-    assert t["rows_per_chunk"] == 1 and t["cols_per_chunk"] * 4 % 32 == 0 and t["cols_per_chunk"] * 4 <= 4096
+    t = report(1, 10, 5000, 2, 0, 4, 8192, 8)  # a 20,000-byte row, 8 KiB of UB
+    assert t["rows_per_chunk"] == 1 and t["cols_per_chunk"] * 4 % 32 == 0 and t["cols_per_chunk"] < 5000
+    assert_fits_the_ub(t, 8192)
+
+
+@pytest.mark.parametrize("C,elem", [(1, 2), (3, 2), (3, 4), (8, 4), (17, 2)])
+def test_narrow_rows_take_a_whole_ub_block_each(report, C, elem):
+    t = report(2, 50, C, 3, 1, elem, 1024, 4)
+    assert t["cols_per_chunk"] == C and t["row_pitch"] == -(-C * elem // 32) * 32
+    assert_fits_the_ub(t, 1024)
+
+
+def test_rows_per_transfer_stay_within_the_copy_limit(report):
+    t = report(1, 100000, 1, 2, 0, 2, 512 * 1024, 40)  # 16,383 one-block rows would fit
+    assert t["rows_per_chunk"] == 4095
 
 
 def test_bad_sizes_are_refused(report):
     with pytest.raises(ValueError, match="must be >= 1"):
         report(0, 10, 8, 2, 0, 2, 1024, 4)
+    with pytest.raises(ValueError, match="at least 96"):
+        report(1, 10, 8, 2, 0, 2, 64, 4)
