@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 import skiparse
@@ -15,8 +17,10 @@ from .layers import RMSNorm
 class AttentionContext:
     """What every attention call of one forward shares; built once per forward by ``SparseUMMDiT``.
 
-    cos, sin: RoPE tables ``(L, head_dim)`` fp32. text_mask ``(B, T)`` / video_mask ``(B, L)`` bool, True = real
-    key, or None when nothing is masked (skiparse then needs no mask at all).
+    cos, sin: RoPE tables ``(L, head_dim)`` fp32 (under sequence parallelism: this rank's ``L / W`` rows).
+    text_mask ``(B, T)`` / video_mask ``(B, L)`` bool, True = real key, or None when nothing is masked (skiparse then
+    needs no mask at all); the video mask always covers the whole sequence (attention sees all ``L`` keys).
+    sp_group: the process group the video tokens are split over, or None (see ``suv.models.sparse_ummdit``).
     """
 
     cos: torch.Tensor
@@ -24,6 +28,23 @@ class AttentionContext:
     rope: nn.Module
     text_mask: torch.Tensor | None
     video_mask: torch.Tensor | None
+    sp_group: Any = None
+
+
+class _SumGradOverGroup(torch.autograd.Function):
+    """Identity on a replicated tensor whose gradient is partial on each rank: the backward sums it over the group,
+    so the function below it (the per-head gather of the text output) sees the whole, replicated gradient."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
 
 
 class JointAttention(nn.Module):
@@ -59,9 +80,18 @@ class JointAttention(nn.Module):
         tq = self.norm_added_q(self._heads(self.add_q_proj(e)))
         tk = self.norm_added_k(self._heads(self.add_k_proj(e)))
         tv = self._heads(self.add_v_proj(e))
-        out, text_out = skiparse.skiparse_attention(
-            q, k, v, self.sparsity, self.group, tq, tk, tv, ctx.text_mask, ctx.video_mask
-        )
+        if ctx.sp_group is None:
+            out, text_out = skiparse.skiparse_attention(
+                q, k, v, self.sparsity, self.group, tq, tk, tv, ctx.text_mask, ctx.video_mask
+            )
+        else:  # x is this rank's chunk of the video tokens; the text stream is replicated
+            from ..train.sequence_parallel import sequence_parallel_attention  # suv.train only when used
+
+            out, text_out = sequence_parallel_attention(q, k, v, self.sparsity, self.group, tq, tk, tv,
+                                                        text_mask=ctx.text_mask, video_mask=ctx.video_mask,
+                                                        group=ctx.sp_group)  # fmt: skip
+            if self.to_add_out is not None:
+                text_out = _SumGradOverGroup.apply(text_out, ctx.sp_group)
         out = self.to_out[1](self.to_out[0](out.flatten(2)))
         if self.to_add_out is None:
             return out, None

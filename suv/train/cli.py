@@ -1,4 +1,5 @@
-"""``suv-train --config configs/<name>.yaml --output DIR [--max-steps N] [--resume]``; under ``torchrun`` with DDP.
+"""``suv-train --config configs/<name>.yaml --output DIR [--max-steps N] [--sequence-parallel N] [--resume]``;
+under ``torchrun`` with DDP or FSDP, optionally splitting each clip's tokens over ``N`` ranks (``sequence_parallel``).
 
 ``data: toy`` in a config generates the small dataset of real mp4 clips (``make_toy_dataset``) in ``DIR/data``.
 At the end it writes ``DIR/loss.png`` from ``DIR/metrics.jsonl``. A run stopped by an extreme gradient norm exits
@@ -19,7 +20,8 @@ from .data import make_toy_dataset
 from .trainer import ExtremeGradNorm, TrainConfig, Trainer
 
 
-def load_config(path: str | Path, output: Path) -> TrainConfig:
+def load_config(path: str | Path, output: Path, overrides: dict | None = None) -> TrainConfig:
+    """The YAML config with ``overrides`` (command-line values, same keys) applied before validation."""
     import yaml
 
     path = Path(path)
@@ -27,6 +29,7 @@ def load_config(path: str | Path, output: Path) -> TrainConfig:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise SystemExit(f"suv-train: cannot read --config {path}: {e}") from e
+    raw.update(overrides or {})
     if raw.get("data") == "toy":
         folder = output / "data"
         if not dist.is_initialized() or dist.get_rank() == 0:
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--max-steps", type=int, default=None, help="overrides the config's max_steps")
+    parser.add_argument("--sequence-parallel", type=int, default=None, metavar="N",
+                        help="overrides the config's sequence_parallel: ranks that split one clip's tokens")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/latest")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # under torchrun
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        trainer = Trainer(load_config(args.config, args.output), args.output)
+        overrides = {} if args.sequence_parallel is None else {"sequence_parallel": args.sequence_parallel}
+        trainer = Trainer(load_config(args.config, args.output, overrides), args.output)
     except ValueError as e:
         raise SystemExit(f"suv-train: {e}") from e
     if args.resume and not trainer.resume():

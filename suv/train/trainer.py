@@ -7,6 +7,12 @@ checkpoint of step ``s`` continues bit-identically, and skipping a bad batch is 
 Under ``torchrun`` (a process group is initialised) every rank draws the same global batch of
 ``batch_size x world_size`` and takes its own slice, and the model runs under DDP, so the update equals one process
 training on the global batch.
+
+``sequence_parallel: N`` splits each clip's video tokens over ``N`` ranks: ranks ``r N .. r N + N - 1`` form one SP
+group (the ``"sp"`` dimension of a ``("dp", "sp")`` device mesh), the global batch is ``batch_size x world / N``,
+and every rank of an SP group takes the same slice. DDP/FSDP still average the gradients over the whole world; each
+rank's gradient is a partial sum over its SP group (the contract in ``suv.models.sparse_ummdit``), so the loss is
+multiplied by ``N`` for that average to be the data-parallel average over distinct samples.
 """
 from __future__ import annotations
 
@@ -69,6 +75,7 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_ff: bool = False  # selective activation checkpointing: recompute every FFN in the backward
     parallel: str = "ddp"  # under torchrun: "ddp" (replicated weights) or "fsdp" (FSDP2 fully_shard per block)
+    sequence_parallel: int = 1  # ranks that split one clip's video tokens (Ulysses); world % N == 0
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path | None = None) -> TrainConfig:
@@ -83,6 +90,8 @@ class TrainConfig:
                 if value is not None and not Path(value).is_absolute():
                     setattr(cfg, name, str(base / value))
         cfg.betas = tuple(cfg.betas)
+        if not isinstance(cfg.sequence_parallel, int) or cfg.sequence_parallel < 1:
+            raise ValueError(f"sequence_parallel: expected an integer >= 1, got {cfg.sequence_parallel!r}")
         if cfg.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel: expected 'ddp' or 'fsdp', got {cfg.parallel!r}")
         if cfg.clip_mode not in ("adaptive", "fixed"):
@@ -151,10 +160,24 @@ class Trainer:
         if self.distributed and self.device.type == "cuda":  # one GPU per rank, as torchrun numbers them
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        self.sp_group, self.sp = None, cfg.sequence_parallel
+        if self.world % self.sp:
+            raise ValueError(f"sequence_parallel: {self.sp} must divide the number of processes ({self.world})"
+                             + ("" if self.distributed else "; run under torchrun"))
         self.model = SparseUMMDiT.from_config(cfg.model).to(self.device).train()
+        if self.model.config["num_heads"] % self.sp:
+            raise ValueError(f"sequence_parallel: {self.sp} must divide the model's num_heads "
+                             f"({self.model.config['num_heads']})")
         if cfg.checkpoint_ff:
             checkpoint_feedforwards(self.model)
-        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        if self.sp > 1:  # each row of the (dp, sp) mesh, consecutive ranks, is one SP group; each column a DP group
+            from torch.distributed.device_mesh import init_device_mesh
+
+            self.sp_group = init_device_mesh(self.device.type, (self.world // self.sp, self.sp),
+                                             mesh_dim_names=("dp", "sp")).get_group("sp")
+        # The data-parallel rank (which slice of the global batch) and the number of distinct slices.
+        self.dp_rank, self.dp_world = self.rank // self.sp, self.world // self.sp
         self.fsdp = self.distributed and cfg.parallel == "fsdp"
         if self.fsdp:  # every block's parameters sharded over the ranks; grads arrive reduce-scattered (averaged)
             from torch.distributed.device_mesh import init_device_mesh
@@ -180,13 +203,13 @@ class Trainer:
         else:
             vae, t5, clip = load_encoders(cfg, self.output)
             self.data = OnlineClips(cfg, vae, TextEncoders(t5, clip))
-        self.sampler = BucketSampler(self.data.shapes, cfg.batch_size, self.world, cfg.seed, cfg.bucket_min_factor)
+        self.sampler = BucketSampler(self.data.shapes, cfg.batch_size, self.dp_world, cfg.seed, cfg.bucket_min_factor)
 
     # ------------------------------------------------------------------------------------------ one step
     def train_step(self) -> tuple[float, ClipStats]:
         cfg, loss_sum = self.cfg, 0.0
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        mine = slice(self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size)
+        mine = slice(self.dp_rank * cfg.batch_size, (self.dp_rank + 1) * cfg.batch_size)  # the same in an SP group
         for micro in range(cfg.grad_accum):
             g = _step_generator(cfg.seed, self.step, micro)
             indices = self.sampler.batch(self.step * cfg.grad_accum + micro)
@@ -199,11 +222,12 @@ class Trainer:
             # DDP all-reduces once, after the last micro-batch (FSDP reduce-scatters every micro-batch).
             sync = self.distributed and not self.fsdp and micro < cfg.grad_accum - 1
             with autocast, (self.module.no_sync() if sync else contextlib.nullcontext()):
-                pred = self.module(x, 1000.0 * sigma, hidden, mask, pooled)
+                pred = self.module(x, 1000.0 * sigma, hidden, mask, pooled, sp_group=self.sp_group)
                 loss = masked_mse(pred, target) / cfg.grad_accum
-                loss.backward()
+                # x sp: the world average of SP-partial gradients is then the average over distinct samples.
+                (loss * self.sp).backward()
             loss_sum += loss.item()
-        if self.distributed:  # the logged loss is the global batch's
+        if self.distributed:  # the logged loss is the global batch's (an SP group's ranks hold the same one)
             total = torch.tensor(loss_sum, device=self.device)
             dist.all_reduce(total)
             loss_sum = total.item() / self.world
@@ -279,7 +303,7 @@ class Trainer:
                 loss, stats = self.train_step()
                 seconds = time.perf_counter() - start
                 row = {"step": self.step, "loss": loss, "step_seconds": seconds,
-                       "samples_per_second": cfg.batch_size * cfg.grad_accum * self.world / seconds,
+                       "samples_per_second": cfg.batch_size * cfg.grad_accum * self.dp_world / seconds,
                        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **stats.as_dict()}
                 rows.append(row)
                 if self.step % cfg.log_every == 0:
