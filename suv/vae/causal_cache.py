@@ -34,6 +34,12 @@ class CausalCache:
         self._state[key] = value
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d if ``x`` (B, C, T, H, W) has its channels innermost (also a channel slice of such a
+    tensor), else contiguous_format: the layout that a layer's output should keep."""
+    return torch.channels_last_3d if x.shape[1] > 1 and x.stride(1) == 1 else torch.contiguous_format
+
+
 def is_final(cache: CausalCache | None) -> bool:
     """A direct pass (no cache) is its own final chunk."""
     return cache is None or cache.final
@@ -48,7 +54,8 @@ def causal_context(x: torch.Tensor, kernel: int, stride: int, key: Hashable, cac
     """
     held = None if cache is None else cache.pop(key)
     if held is None:
-        held = x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1)
+        # Materialised in x's layout: concatenating a stride-0 view would drop a channels-last layout.
+        held = x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1).contiguous(memory_format=memory_format(x))
     x = torch.cat([held, x], dim=2)
     if cache is not None:
         consumed = max((x.shape[2] - kernel) // stride + 1, 0) * stride

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .causal_cache import CausalCache, causal_context, is_final
+from .causal_cache import CausalCache, causal_context, is_final, memory_format
 
 
 def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -34,7 +34,7 @@ class CausalConv3d(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if self.time_kernel > 1:
             x = causal_context(x, self.time_kernel, self.time_stride, self, cache)
-        return self.conv(x)
+        return self.conv(x).contiguous(memory_format=memory_format(x))
 
 
 class FrameConv2d(nn.Conv2d):
@@ -44,7 +44,8 @@ class FrameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+        y = F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+        return y.contiguous(memory_format=memory_format(x))
 
 
 class LayerNorm(nn.Module):
@@ -114,7 +115,7 @@ class AttnBlock(nn.Module):
         q, k, v = qkv.chunk(3, dim=-1)
         out = F.scaled_dot_product_attention(q, k, v)
         out = F.linear(out, self.proj_out.conv.weight.flatten(1), self.proj_out.conv.bias)
-        return (x + out.view(b, t, h, w, c).movedim(-1, 1)).contiguous()
+        return (x + out.view(b, t, h, w, c).movedim(-1, 1)).contiguous(memory_format=memory_format(x))
 
 
 class Downsample(nn.Module):
@@ -174,26 +175,41 @@ class Spatial2xTime2x3DUpsample(nn.Module):
     def _upsample_time(self, x: torch.Tensor, cache: CausalCache | None) -> torch.Tensor:
         # State: (frames seen so far, last frame seen, spatially upsampled).
         seen, last = (0, None) if cache is None else cache.pop(self, (0, None))
-        parts = []
+        trilinear = self.t_interpolation == "trilinear"
+        head = []  # frames emitted as they are, before the interpolated pairs
         if seen == 0:  # frame 0: space only
-            parts.append(x[:, :, :1])
+            head.append(x[:, :, :1])
             x, seen = x[:, :, 1:], 1
+        if trilinear and seen == 1 and x.shape[2] > 0:  # the segment's first frame is copied (clamped index)
+            head.append(x[:, :, :1])
+        seq = x if last is None or not trilinear else torch.cat([last, x], dim=2)
+        pairs = seq.shape[2] - 1 if trilinear else x.shape[2]
         if x.shape[2] > 0:
-            if self.t_interpolation == "nearest":
-                parts.append(x.repeat_interleave(2, dim=2))
-            else:
-                if seen == 1:  # first frame of the interpolated segment is copied (clamped source index)
-                    parts.append(x[:, :, :1])
-                seq = x if last is None else torch.cat([last, x], dim=2)
-                a, b = seq[:, :, :-1], seq[:, :, 1:]
-                pairs = torch.stack([torch.lerp(a, b, 0.25), torch.lerp(a, b, 0.75)], dim=3)
-                parts.append(pairs.flatten(2, 3))
             seen, last = seen + x.shape[2], x[:, :, -1:]
-        if self.t_interpolation == "trilinear" and is_final(cache) and seen > 1:
-            parts.append(last)  # segment's last frame is copied (clamped source index)
-        elif cache is not None:
+        tail = last if trilinear and is_final(cache) and seen > 1 else None  # the segment's last frame, copied
+        if tail is None and cache is not None:
             cache.put(self, (seen, None if last is None else last.clone()))
-        return torch.cat(parts, dim=2)
+        # Written into one output in x's layout (no stack/cat of the full-resolution frames).
+        h = len(head)
+        shape = (*x.shape[:2], h + 2 * max(pairs, 0) + (0 if tail is None else 1), *x.shape[3:])
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+        for i, frame in enumerate(head):
+            out[:, :, i : i + 1] = frame
+        if pairs > 0:
+            even, odd = out[:, :, h : h + 2 * pairs : 2], out[:, :, h + 1 : h + 2 * pairs : 2]
+            if trilinear:
+                a, b = seq[:, :, :-1], seq[:, :, 1:]
+                for dst, weight in ((even, 0.25), (odd, 0.75)):
+                    if torch.is_grad_enabled() and seq.requires_grad:  # out= has no autograd
+                        dst.copy_(torch.lerp(a, b, weight))
+                    else:
+                        torch.lerp(a, b, weight, out=dst)
+            else:
+                even.copy_(x)
+                odd.copy_(x)
+        if tail is not None:
+            out[:, :, -1:] = tail
+        return out
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         x = _upsample_space(x, "trilinear")

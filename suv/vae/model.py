@@ -161,6 +161,11 @@ class Decoder(nn.Module):
         return self.inverse_wavelet_transform_out(h, cache), (l1_coeffs, l2_coeffs)
 
 
+# Activations run channels-last: oneDNN's conv3d then works on them in place instead of converting every input to
+# its blocked layout, which halves a full-resolution conv's working memory; the layers keep their input's layout.
+ACTIVATION_LAYOUT = torch.channels_last_3d
+
+
 def _chunks(total: int, size: int) -> list[tuple[int, int]]:
     """[0, 1) (the causal first frame alone), then consecutive ``size``-frame ranges up to ``total``."""
     return [(0, 1)] + [(s, min(s + size, total)) for s in range(1, total, size)]
@@ -258,8 +263,9 @@ class WFVAE(nn.Module):
             )
 
     def _encode_frames(self, x: torch.Tensor, chunked: bool) -> torch.Tensor:
+        x = x.contiguous(memory_format=ACTIVATION_LAYOUT)
         if not chunked:
-            return self.encoder(x)[0]
+            return self.encoder(x)[0].contiguous()
         cache, out, pos = CausalCache(), None, 0
         for start, end in _chunks(x.shape[2], self.t_chunk_enc):
             h = self.encoder(x[:, :, start:end], cache)[0]
@@ -297,8 +303,9 @@ class WFVAE(nn.Module):
             )
 
     def _decode_frames(self, z: torch.Tensor, chunked: bool) -> torch.Tensor:
+        z = z.contiguous(memory_format=ACTIVATION_LAYOUT)
         if not chunked:
-            return self.decoder(z)[0]
+            return self.decoder(z)[0].contiguous()
         cache, out, pos = CausalCache(), None, 0
         for start, end in _chunks(z.shape[2], self.t_chunk_dec):
             cache.final = end == z.shape[2]

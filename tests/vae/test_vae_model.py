@@ -242,3 +242,27 @@ def test_bad_latent_and_tiling_arguments(tiny):
         tiny.enable_tiling(t_chunk_dec=0)
     with pytest.raises(ValueError, match="spatial_overlap"):
         tiny.enable_tiling(spatial_tile=64, spatial_overlap=64)
+
+
+@pytest.mark.parametrize("config", ["tiny", "v13"])
+def test_channels_last_activations_give_the_standard_layout_result_and_gradients(config, monkeypatch):
+    """The model runs channels-last (``ACTIVATION_LAYOUT``); the same weights in the contiguous layout give the same
+    video, and gradients flow through decode and encode in both (losses through the VAE)."""
+    import suv.vae.model as vae_model
+
+    model = random_model(tiny_v13_config() if config == "v13" else config)
+    x = random_video(9, 32, 32)
+    z = model.encode(x).mean.detach()
+
+    def run():
+        zz, xx = z.clone().requires_grad_(), x.clone().requires_grad_()
+        video = model.decode(zz, clamp=False)
+        (video.square().mean() + model.encode(xx).mean.square().mean()).backward()
+        return video.detach(), zz.grad, xx.grad
+
+    channels_last = run()
+    monkeypatch.setattr(vae_model, "ACTIVATION_LAYOUT", torch.contiguous_format)
+    contiguous = run()
+    for a, b in zip(channels_last, contiguous):
+        assert a.is_contiguous() and torch.isfinite(a).all() and a.abs().max() > 0
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
