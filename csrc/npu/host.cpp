@@ -1,5 +1,6 @@
 // Host glue of the Ascend NPU backend: the fused reorder/restore kernels as the PrivateUse1 kernels of
-// torch.ops.skiparse (schemas, fakes and autograd stay in skiparse/ops.py, shared by every device).
+// torch.ops.skiparse (schemas, fakes and autograd stay in skiparse/ops.py, shared by every device) and of the
+// joint-layout ops torch.ops.skiparse_npu used inside the NPU attention (schemas in skiparse/npu/joint.py).
 //
 // The tiling (tiling.h) is computed here and copied to the device; the launch is enqueued through torch_npu's task
 // queue (OpCommand::RunOpApi), never on the raw stream, so it is ordered with torch_npu's own work.
@@ -32,18 +33,16 @@ at::Tensor device_tiling(const skiparse::npu::ReorderTiling& t, const at::Tensor
   return host.to(like.device());
 }
 
-// The launch signature ascendc_library() generates for both copy kernels: (blocks, stream, src, dst, tiling).
-using CopyKernel = uint32_t (*)(uint32_t, void*, void*, void*, void*);
-
-// Copies the tiling to the device and enqueues `kernel` on torch_npu's task queue. The task runs later, from the
-// queue: it holds the three tensors (by value) so that none of them is freed before it has run.
-void enqueue(const char* name, CopyKernel kernel, const skiparse::npu::ReorderTiling& t, const at::Tensor& src,
-             const at::Tensor& dst) {
-  const at::Tensor tiling = device_tiling(t, src);
+// Copies the tiling to the device and enqueues `launch(blocks, stream, tiling)` on torch_npu's task queue, one block
+// per AI core that has rows. The task runs later, from the queue: `launch` holds its tensors (captured by value)
+// so that none is freed before it has run.
+template <typename Launch>
+void enqueue(const char* name, const skiparse::npu::ReorderTiling& t, const at::Tensor& like, Launch launch) {
+  const at::Tensor tiling = device_tiling(t, like);
   void* stream = c10_npu::getCurrentNPUStream().stream(false);
   const auto blocks = static_cast<uint32_t>(t.cores);
   at_npu::native::OpCommand::RunOpApi(name, [=]() -> int {
-    kernel(blocks, stream, src.data_ptr(), dst.data_ptr(), tiling.data_ptr());
+    launch(blocks, stream, tiling.data_ptr());
     return 0;
   });
 }
@@ -56,24 +55,42 @@ void row_shape(const at::Tensor& x, int64_t& B, int64_t& L, int64_t& C) {
   C = B * L == 0 ? 0 : x.numel() / (B * L);
 }
 
-at::Tensor reorder_npu(const at::Tensor& input, int64_t sparsity, bool group) {
-  const at::Tensor x = input.contiguous();
+skiparse::npu::ReorderTiling tiling_for(int64_t B, int64_t L, int64_t T, int64_t C, int64_t sparsity, bool group,
+                                        const at::Tensor& x) {
+  return skiparse::npu::make_reorder_tiling(B, L, T, C, sparsity, group, x.element_size(), kUbBytes,
+                                            vector_cores());
+}
+
+// Video (B, L, *F) and optional text (B, T, *F) -> the joint layout (k*B, SUB + T, *F): every sub-sequence's
+// reordered video rows (padding zero-filled), then a copy of its item's text rows.
+at::Tensor joint_reorder(const at::Tensor& video, const c10::optional<at::Tensor>& text, int64_t sparsity, bool group) {
+  const at::Tensor x = video.contiguous();
   int64_t B, L, C;
   row_shape(x, B, L, C);
+  const at::Tensor txt = text.has_value() ? text->contiguous() : x;  // never read when T = 0
+  const int64_t T = text.has_value() ? txt.size(1) : 0;
+  if (text.has_value())
+    TORCH_CHECK(txt.dim() == x.dim() && txt.size(0) == B && txt.sizes().slice(2) == x.sizes().slice(2) &&
+                    txt.scalar_type() == x.scalar_type() && txt.device() == x.device(),
+                "skiparse npu joint_reorder: text must be (B, T, ...) with video's batch, features, dtype, device");
   std::vector<int64_t> shape = x.sizes().vec();
   shape[0] = sparsity * B;
-  shape[1] = skiparse::sub_length(L, sparsity);
+  shape[1] = skiparse::sub_length(L, sparsity) + T;
   at::Tensor y = at::empty(shape, x.options());
   if (y.numel() == 0) return y;
-  enqueue("skiparse_reorder", ACLRT_LAUNCH_KERNEL(skiparse_reorder),
-          skiparse::npu::make_reorder_tiling(B, L, C, sparsity, group, x.element_size(), kUbBytes, vector_cores()),
-          x, y);
+  enqueue("skiparse_reorder", tiling_for(B, L, T, C, sparsity, group, x), x,
+          [=](uint32_t blocks, void* stream, void* tiling) {
+            ACLRT_LAUNCH_KERNEL(skiparse_reorder)(blocks, stream, x.data_ptr(), txt.data_ptr(), y.data_ptr(), tiling);
+  });
   return y;
 }
 
-at::Tensor restore_npu(const at::Tensor& input, int64_t sparsity, bool group, int64_t length) {
+// The joint layout (k*B, SUB + T, *F) -> its video rows in natural order, (B, L, *F).
+at::Tensor joint_restore(const at::Tensor& input, int64_t sparsity, bool group, int64_t length, int64_t text_length) {
   const at::Tensor x = input.contiguous();
-  TORCH_CHECK(x.dim() >= 2 && x.size(0) % sparsity == 0, "skiparse npu restore: expected (k*B, Lp/k, ...) input");
+  TORCH_CHECK(x.dim() >= 2 && x.size(0) % sparsity == 0 &&
+                  x.size(1) == skiparse::sub_length(length, sparsity) + text_length,
+              "skiparse npu restore: expected (k*B, SUB + T, ...) input");
   const int64_t B = x.size(0) / sparsity;
   const int64_t C = x.numel() == 0 ? 0 : x.numel() / (x.size(0) * x.size(1));
   std::vector<int64_t> shape = x.sizes().vec();
@@ -81,12 +98,20 @@ at::Tensor restore_npu(const at::Tensor& input, int64_t sparsity, bool group, in
   shape[1] = length;
   at::Tensor y = at::empty(shape, x.options());
   if (y.numel() == 0) return y;
-  // The same partition as the reorder, read in reverse: output row r of the reorder is input row r here.
-  enqueue("skiparse_restore", ACLRT_LAUNCH_KERNEL(skiparse_restore),
-          skiparse::npu::make_reorder_tiling(B, length, C, sparsity, group, x.element_size(), kUbBytes,
-                                             vector_cores()),
-          x, y);
+  // The same partition as the reorder, read in reverse: joint row r of the reorder is input row r here.
+  enqueue("skiparse_restore", tiling_for(B, length, text_length, C, sparsity, group, x), x,
+          [=](uint32_t blocks, void* stream, void* tiling) {
+            ACLRT_LAUNCH_KERNEL(skiparse_restore)(blocks, stream, x.data_ptr(), y.data_ptr(), tiling);
+          });
   return y;
+}
+
+at::Tensor reorder_npu(const at::Tensor& x, int64_t sparsity, bool group) {
+  return joint_reorder(x, c10::nullopt, sparsity, group);
+}
+
+at::Tensor restore_npu(const at::Tensor& x, int64_t sparsity, bool group, int64_t length) {
+  return joint_restore(x, sparsity, group, length, 0);
 }
 
 }  // namespace
@@ -94,4 +119,9 @@ at::Tensor restore_npu(const at::Tensor& input, int64_t sparsity, bool group, in
 TORCH_LIBRARY_IMPL(skiparse, PrivateUse1, m) {
   m.impl("reorder", TORCH_FN(reorder_npu));
   m.impl("restore", TORCH_FN(restore_npu));
+}
+
+TORCH_LIBRARY_IMPL(skiparse_npu, PrivateUse1, m) {
+  m.impl("joint_reorder", TORCH_FN(joint_reorder));
+  m.impl("joint_restore", TORCH_FN(joint_restore));
 }

@@ -2,10 +2,12 @@
 // the Unified Buffer. Plain C++ on top of the shared index math (../skiparse/index.h), so it is compiled and tested
 // on machines without CANN (tests/npu/test_npu_tiling.py) and the same struct is read by the device code.
 //
-// Work is the reorder's output rows: row r of the (k*B, SUB, C) output is sub-sequence batch index sb = r / SUB
-// (sub-sequence s = sb / B, batch item b = sb % B) at position pos = r % SUB. Its source is natural row
-// natural_index(s, pos) of item b, or padding (zero-filled) when that row is >= L. Restore walks the same rows
-// with source and destination swapped and skips padding.
+// Work is the rows of the joint layout: (k*B, SUB + T, C), every sub-sequence's SUB video rows followed by a copy of
+// its item's T text rows (T = 0: the plain reorder). Row r is sub-sequence batch index sb = r / (SUB + T)
+// (sub-sequence s = sb / B, batch item b = sb % B) at position pos = r % (SUB + T). A video position copies natural
+// row natural_index(s, pos) of item b, or is padding (zero-filled) when that row is >= L; a text position copies
+// text row pos - SUB of item b. Restore walks the same rows with source and destination swapped and skips padding
+// and text rows.
 //
 // Device code (kernels/copy_rows.cpp) defines SKIPARSE_DEVICE first: it sees the struct and the inline index
 // functions only, not the host-only make_reorder_tiling and its standard-library exceptions.
@@ -25,14 +27,16 @@ namespace npu {
 struct ReorderTiling {
   int64_t batch;           // B
   int64_t length;          // L
+  int64_t text_length;     // T, text rows after every sub-sequence (0: none)
   int64_t sparsity;        // k
   int64_t group;           // 0 single-skip, 1 group-skip
   int64_t sub_length;      // SUB = padded_length(L, k) / k
+  int64_t joint_length;    // SUB + T, rows per sub-sequence of the joint layout
   int64_t features;        // C, elements per row
   int64_t elem_bytes;      // bytes per element (the kernels move bytes, whatever the dtype)
   int64_t cols_per_chunk;  // features moved per UB transfer (C, or a UB-sized part of a very wide row)
   int64_t rows_per_chunk;  // rows per UB transfer
-  int64_t total_rows;      // k * B * SUB
+  int64_t total_rows;      // k * B * (SUB + T)
   int64_t rows_per_core;   // consecutive output rows each core owns (the last core may own fewer)
   int64_t cores;           // cores that receive work
 };
@@ -51,18 +55,22 @@ SKIPARSE_INLINE int64_t chunk_row_pitch(const ReorderTiling& t) {
 // Rows and columns per transfer so that the UB holds two transfer buffers (double buffering) plus one zeroed row
 // pitch (the reorder's padding rows), every row taking whole 32-byte blocks. A row wider than that is split into
 // parts that are multiples of 32 bytes (only a row's last part may be shorter).
-inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t features, int64_t sparsity,
-                                         bool group, int64_t elem_bytes, int64_t ub_bytes, int64_t max_cores) {
+inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t text_length, int64_t features,
+                                         int64_t sparsity, bool group, int64_t elem_bytes, int64_t ub_bytes,
+                                         int64_t max_cores) {
   if (batch < 1 || length < 1 || features < 1 || sparsity < 1 || elem_bytes < 1 || max_cores < 1)
     throw std::invalid_argument("reorder tiling: batch, length, features, sparsity, elem_bytes and max_cores must "
                                 "be >= 1");
+  if (text_length < 0) throw std::invalid_argument("reorder tiling: text_length must be >= 0");
   if (ub_bytes < 3 * kUbBlock) throw std::invalid_argument("reorder tiling: ub_bytes must be at least 96");
   ReorderTiling t{};
   t.batch = batch;
   t.length = length;
+  t.text_length = text_length;
   t.sparsity = sparsity;
   t.group = group ? 1 : 0;
   t.sub_length = sub_length(length, sparsity);
+  t.joint_length = t.sub_length + text_length;
   t.features = features;
   t.elem_bytes = elem_bytes;
   const int64_t pitch = align_ub_block(features * elem_bytes);
@@ -74,7 +82,7 @@ inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t 
     t.cols_per_chunk = ub_bytes / 3 / kUbBlock * kUbBlock / elem_bytes;
     t.rows_per_chunk = 1;
   }
-  t.total_rows = sparsity * batch * t.sub_length;
+  t.total_rows = sparsity * batch * t.joint_length;
   t.cores = max_cores < t.total_rows ? max_cores : t.total_rows;
   t.rows_per_core = (t.total_rows + t.cores - 1) / t.cores;
   t.cores = (t.total_rows + t.rows_per_core - 1) / t.rows_per_core;  // no core left without rows
@@ -89,12 +97,19 @@ SKIPARSE_INLINE int64_t core_end(const ReorderTiling& t, int64_t core) {
   return end < t.total_rows ? end : t.total_rows;
 }
 
-// Row of the (B*L, C) input that output row `out_row` copies, or -1 for a padding row (zero-filled).
-SKIPARSE_INLINE int64_t source_row(const ReorderTiling& t, int64_t out_row) {
-  const int64_t sb = out_row / t.sub_length, pos = out_row % t.sub_length;
+// Row of the (B*L, C) video that joint row `row` holds, or -1 for a padding or text row.
+SKIPARSE_INLINE int64_t source_row(const ReorderTiling& t, int64_t row) {
+  const int64_t sb = row / t.joint_length, pos = row % t.joint_length;
+  if (pos >= t.sub_length) return -1;
   const int64_t s = sb / t.batch, b = sb % t.batch;
   const int64_t i = natural_index(s, pos, t.sparsity, t.group != 0);
   return i < t.length ? b * t.length + i : -1;
+}
+
+// Row of the (B*T, C) text that joint row `row` holds, or -1 for a video or padding row.
+SKIPARSE_INLINE int64_t text_row(const ReorderTiling& t, int64_t row) {
+  const int64_t pos = row % t.joint_length;
+  return pos < t.sub_length ? -1 : (row / t.joint_length) % t.batch * t.text_length + pos - t.sub_length;
 }
 
 }  // namespace npu

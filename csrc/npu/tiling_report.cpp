@@ -1,19 +1,19 @@
 // Prints a ReorderTiling and its work partition as JSON, for tests/npu/test_npu_tiling.py (no CANN needed).
-// Usage: tiling_report B L C k group elem_bytes ub_bytes cores
+// Usage: tiling_report B L T C k group elem_bytes ub_bytes cores
 #include <cstdio>
 #include <cstdlib>
 
 #include "tiling.h"
 
 int main(int argc, char** argv) {
-  if (argc != 9) {
-    std::fprintf(stderr, "usage: %s B L C k group elem_bytes ub_bytes cores\n", argv[0]);
+  if (argc != 10) {
+    std::fprintf(stderr, "usage: %s B L T C k group elem_bytes ub_bytes cores\n", argv[0]);
     return 2;
   }
-  int64_t a[8];
-  for (int i = 0; i < 8; ++i) a[i] = std::atoll(argv[i + 1]);
+  int64_t a[9];
+  for (int i = 0; i < 9; ++i) a[i] = std::atoll(argv[i + 1]);
   try {
-    const auto t = skiparse::npu::make_reorder_tiling(a[0], a[1], a[2], a[3], a[4] != 0, a[5], a[6], a[7]);
+    const auto t = skiparse::npu::make_reorder_tiling(a[0], a[1], a[2], a[3], a[4], a[5] != 0, a[6], a[7], a[8]);
     std::printf("{\"sub_length\": %lld, \"elem_bytes\": %lld, \"cols_per_chunk\": %lld, \"rows_per_chunk\": %lld, "
                 "\"row_pitch\": %lld, \"total_rows\": %lld, \"cores\": %lld, \"ranges\": [", (long long)t.sub_length,
                 (long long)t.elem_bytes, (long long)t.cols_per_chunk, (long long)t.rows_per_chunk,
@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
     std::printf("], \"sources\": [");
     for (int64_t r = 0; r < t.total_rows; ++r)
       std::printf("%s%lld", r ? ", " : "", (long long)skiparse::npu::source_row(t, r));
+    std::printf("], \"text_sources\": [");
+    for (int64_t r = 0; r < t.total_rows; ++r)
+      std::printf("%s%lld", r ? ", " : "", (long long)skiparse::npu::text_row(t, r));
     std::printf("]}\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -2,7 +2,8 @@
 
 ``forward`` and ``backward`` have the signatures of ``torch.ops.skiparse.attention`` and ``attention_backward``
 (see ``skiparse/ops.py``). The k sub-sequences become k times the batch, each followed by a copy of the text
-(``S = Lp/k + T`` rows), and run through ``npu_fusion_attention`` (layout BSND). Its boolean ``atten_mask`` is
+(``S = Lp/k + T`` rows, written in one pass by ``joint_reorder``), and run through ``npu_fusion_attention``
+(layout BSND); the text output is the mean of its k copies. Its boolean ``atten_mask`` is
 True where a key is *masked* (the opposite of SDPA's): it is built from the key mask only when something is
 masked (sequence padding, the video mask or the text mask), as a (k*B, 1, S, S) tensor.
 
@@ -21,6 +22,7 @@ import torch
 
 from .. import reference
 from ..index import sub_length
+from . import joint  # noqa: F401  (defines torch.ops.skiparse_npu)
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -52,7 +54,9 @@ class _Joint:
         ones = torch.ones(self.B, self.L, dtype=torch.bool, device=q.device)
         keep = reference.reorder(ones if video_mask is None else video_mask, sparsity, group)  # (kB, Ls)
         if self.T:
-            text_keep = torch.ones(self.B, self.T, dtype=torch.bool, device=q.device) if text_mask is None else text_mask
+            text_keep = text_mask
+            if text_keep is None:
+                text_keep = torch.ones(self.B, self.T, dtype=torch.bool, device=q.device)
             keep = torch.cat([keep, text_keep.repeat(sparsity, 1)], dim=1)  # (kB, S)
         self.alive = keep.any(dim=1)  # sub-sequences with at least one key
         masked = self.Ls * sparsity != self.L or video_mask is not None or text_mask is not None
@@ -63,13 +67,12 @@ class _Joint:
             self.mask = drop[:, None, None, :].expand(-1, 1, S, -1).contiguous()
 
     def join(self, video: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
-        """(B, L, H, D) video, (B, T, H, D) text -> (kB, S, H, D): reordered video, then the text repeated."""
-        x = torch.ops.skiparse.reorder(video, self.k, self.group)
-        return x if not self.T else torch.cat([x, text.repeat(self.k, 1, 1, 1)], dim=1)
+        """(B, L, *F) video, (B, T, *F) text -> (kB, S, *F): reordered video, then the text repeated."""
+        return torch.ops.skiparse_npu.joint_reorder(video, text if self.T else None, self.k, self.group)
 
     def video(self, x: torch.Tensor) -> torch.Tensor:
         """(kB, S, ...) -> the video rows in natural order, (B, L, ...)."""
-        return torch.ops.skiparse.restore(x[:, : self.Ls].contiguous(), self.k, self.group, self.L)
+        return torch.ops.skiparse_npu.joint_restore(x, self.k, self.group, self.L, self.T)
 
     def text(self, x: torch.Tensor) -> torch.Tensor:
         """(kB, S, ...) -> the text rows of every copy, (B, k, T, ...)."""

@@ -32,9 +32,11 @@ def twin(tmp_path_factory):
                     "-o", str(exe), str(NPU / "kernels_cpu_twin.cpp"), str(NPU / "kernels/copy_rows.cpp")],
                    check=True)
 
-    def run(op, x, k, group, B, L, ub, cores):
-        args = [op, B, L, x.shape[-1], k, int(group), x.element_size(), ub, cores]
-        out = subprocess.run([str(exe), *map(str, args)], input=x.contiguous().numpy().tobytes(), capture_output=True)
+    def run(op, x, k, group, B, L, ub, cores, text=None, T=0):
+        """reorder: x (B, L, C) [+ text (B, T, C)] -> joint rows; restore: x joint rows -> (B, L, C)."""
+        args = [op, B, L, T, x.shape[-1], k, int(group), x.element_size(), ub, cores]
+        data = x.contiguous().numpy().tobytes() + (b"" if text is None else text.contiguous().numpy().tobytes())
+        out = subprocess.run([str(exe), *map(str, args)], input=data, capture_output=True)
         assert out.returncode == 0, f"{op} {args}: {out.stderr.decode().strip()}"
         return torch.frombuffer(bytearray(out.stdout), dtype=x.dtype)
 
@@ -73,6 +75,21 @@ def test_restore_matches_the_reference(twin, k, group, elem):
         expected = reference.restore(y, k, group, L)
         got = twin("restore", y, k, group, B, L, ub, cores).view(expected.shape)
         assert torch.equal(got, expected), f"B={B} L={L} C={C} ub={ub} cores={cores}"
+
+
+@pytest.mark.parametrize("group", [False, True])
+@pytest.mark.parametrize("k", [2, 3])
+def test_joint_layout_repeats_the_text_after_every_sub_sequence(twin, k, group):
+    """reorder with text -> (kB, SUB + T, C): the reordered video, then item b's text in every copy; restore reads the
+    video rows back from that layout and skips the text."""
+    for B, L, C, ub, cores in cases(k):
+        T = 3
+        x, text = random_rows(B, L, C, elem=2), random_rows(B, T, C, elem=2)
+        expected = torch.cat([reference.reorder(x, k, group), text.repeat(k, 1, 1)], dim=1)
+        joint = twin("reorder", x, k, group, B, L, ub, cores, text=text, T=T).view(expected.shape)
+        assert torch.equal(joint, expected), f"B={B} L={L} C={C} ub={ub} cores={cores}"
+        back = twin("restore", joint, k, group, B, L, ub, cores, T=T).view(x.shape)
+        assert torch.equal(back, x), f"B={B} L={L} C={C} ub={ub} cores={cores}"
 
 
 def test_restore_inverts_reorder_with_a_wide_row(twin):

@@ -33,17 +33,22 @@ def report(tmp_path_factory):
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("group", [False, True])
 @pytest.mark.parametrize("B,L", [(1, 1), (2, 7), (1, 97), (3, 130)])
-def test_partition_covers_every_row_once_with_the_index_math(report, k, group, B, L):
+@pytest.mark.parametrize("T", [0, 5])
+def test_partition_covers_every_row_once_with_the_index_math(report, k, group, B, L, T):
     C, elem, ub, cores = 24, 2, 1024, 5
-    t = report(B, L, C, k, int(group), elem, ub, cores)
+    t = report(B, L, T, C, k, int(group), elem, ub, cores)
     sub = sub_length(L, k)
-    assert t["sub_length"] == sub and t["total_rows"] == k * B * sub
+    assert t["sub_length"] == sub and t["total_rows"] == k * B * (sub + T)
     rows = [r for begin, end in t["ranges"] for r in range(begin, end)]
     assert rows == list(range(t["total_rows"])) and 1 <= t["cores"] <= cores
     table = index_table(L, k, group)  # (k, SUB) natural rows, -1 = padding
     rows_of = table.unsqueeze(1)  # (k, 1, SUB): every batch item b reads rows b*L + natural row
-    expected = torch.where(rows_of >= 0, rows_of + L * torch.arange(B).view(1, B, 1), -1)
-    assert t["sources"] == expected.reshape(-1).tolist()  # output row (s*B + b)*SUB + pos
+    video = torch.where(rows_of >= 0, rows_of + L * torch.arange(B).view(1, B, 1), -1)
+    text = (torch.arange(T) + T * torch.arange(B).view(B, 1)).expand(k, B, T)  # every copy: item b's text rows
+    none = torch.full((k, B, T), -1), torch.full((k, B, sub), -1)
+    # joint row (s*B + b)*(SUB + T) + pos: video positions first, then the text copy
+    assert t["sources"] == torch.cat([video, none[0]], dim=2).reshape(-1).tolist()
+    assert t["text_sources"] == torch.cat([none[1], text], dim=2).reshape(-1).tolist()
     assert t["elem_bytes"] == elem
     assert_fits_the_ub(t, ub)
 
@@ -56,25 +61,25 @@ def assert_fits_the_ub(t, ub):
 
 
 def test_wide_rows_are_split_in_32_byte_multiples(report):
-    t = report(1, 10, 5000, 2, 0, 4, 8192, 8)  # a 20,000-byte row, 8 KiB of UB
+    t = report(1, 10, 0, 5000, 2, 0, 4, 8192, 8)  # a 20,000-byte row, 8 KiB of UB
     assert t["rows_per_chunk"] == 1 and t["cols_per_chunk"] * 4 % 32 == 0 and t["cols_per_chunk"] < 5000
     assert_fits_the_ub(t, 8192)
 
 
 @pytest.mark.parametrize("C,elem", [(1, 2), (3, 2), (3, 4), (8, 4), (17, 2)])
 def test_narrow_rows_take_a_whole_ub_block_each(report, C, elem):
-    t = report(2, 50, C, 3, 1, elem, 1024, 4)
+    t = report(2, 50, 0, C, 3, 1, elem, 1024, 4)
     assert t["cols_per_chunk"] == C and t["row_pitch"] == -(-C * elem // 32) * 32
     assert_fits_the_ub(t, 1024)
 
 
 def test_rows_per_transfer_stay_within_the_copy_limit(report):
-    t = report(1, 100000, 1, 2, 0, 2, 512 * 1024, 40)  # 16,383 one-block rows would fit
+    t = report(1, 100000, 0, 1, 2, 0, 2, 512 * 1024, 40)  # 16,383 one-block rows would fit
     assert t["rows_per_chunk"] == 4095
 
 
 def test_bad_sizes_are_refused(report):
     with pytest.raises(ValueError, match="must be >= 1"):
-        report(0, 10, 8, 2, 0, 2, 1024, 4)
+        report(0, 10, 0, 8, 2, 0, 2, 1024, 4)
     with pytest.raises(ValueError, match="at least 96"):
-        report(1, 10, 8, 2, 0, 2, 64, 4)
+        report(1, 10, 0, 8, 2, 0, 2, 64, 4)

@@ -1,11 +1,13 @@
 // AscendC device code of the reorder and restore kernels (launched by ../host.cpp, partitioned by ../tiling.h).
 //
-// Both move whole rows as bytes, so one build serves every dtype. Each AI vector core copies its output rows
-// [core_begin, core_end) of the reorder, up to rows_per_chunk rows (or one cols_per_chunk part of a very wide row)
-// per UB transfer, through two buffers so that one is read in while the other is written out:
-//   reorder  gathers the rows' scattered sources one by one, then writes the contiguous output block in one copy;
-//            padding rows are written from a zeroed UB row.
-//   restore  reads the contiguous input block in one copy, then scatters its rows; padding rows are skipped.
+// Both move whole rows as bytes, so one build serves every dtype. Each AI vector core copies its rows
+// [core_begin, core_end) of the joint layout (tiling.h: every sub-sequence's video rows, then a copy of the text),
+// up to rows_per_chunk rows (or one cols_per_chunk part of a very wide row) per UB transfer, through two buffers so
+// that one is read in while the other is written out:
+//   reorder  gathers the rows' scattered sources (video or text rows) one by one, then writes the contiguous output
+//            block in one copy; padding rows are written from a zeroed UB row.
+//   restore  reads the contiguous input block in one copy, then scatters its video rows; padding and text rows are
+//            skipped (the text copies are averaged by the caller).
 // DataCopyPad starts every row it brings into the UB on a 32-byte boundary: a buffer holds rows_per_chunk rows of
 // chunk_row_pitch bytes. All offsets are in bytes (`col`: from the start of a row).
 // On machines without CANN this file runs on the host against stubs/kernel_operator.h (kernels_cpu_twin.cpp).
@@ -19,6 +21,7 @@ namespace {
 
 using skiparse::npu::ReorderTiling;
 using skiparse::npu::source_row;
+using skiparse::npu::text_row;
 
 constexpr int32_t kBuffers = 2;  // double buffering; the queue itself never holds more than one (depth 1)
 
@@ -35,13 +38,16 @@ __aicore__ inline ReorderTiling load_tiling(GM_ADDR gm) {
 template <bool kReorder>
 class CopyRows {
  public:
-  __aicore__ inline CopyRows(GM_ADDR src, GM_ADDR dst, GM_ADDR tiling) : t_(load_tiling(tiling)) {
+  // text: the (B, T, C) text rows copied after every sub-sequence (reorder only; unused when T = 0).
+  __aicore__ inline CopyRows(GM_ADDR src, GM_ADDR text, GM_ADDR dst, GM_ADDR tiling) : t_(load_tiling(tiling)) {
     row_bytes_ = t_.features * t_.elem_bytes;
     part_bytes_ = t_.cols_per_chunk * t_.elem_bytes;
     const int64_t pitch = skiparse::npu::chunk_row_pitch(t_);
-    const int64_t natural_bytes = t_.batch * t_.length * row_bytes_, sub_bytes = t_.total_rows * row_bytes_;
-    src_.SetGlobalBuffer(reinterpret_cast<__gm__ uint8_t*>(src), kReorder ? natural_bytes : sub_bytes);
-    dst_.SetGlobalBuffer(reinterpret_cast<__gm__ uint8_t*>(dst), kReorder ? sub_bytes : natural_bytes);
+    const int64_t natural_bytes = t_.batch * t_.length * row_bytes_, joint_bytes = t_.total_rows * row_bytes_;
+    src_.SetGlobalBuffer(reinterpret_cast<__gm__ uint8_t*>(src), kReorder ? natural_bytes : joint_bytes);
+    dst_.SetGlobalBuffer(reinterpret_cast<__gm__ uint8_t*>(dst), kReorder ? joint_bytes : natural_bytes);
+    if (kReorder && t_.text_length > 0)
+      text_.SetGlobalBuffer(reinterpret_cast<__gm__ uint8_t*>(text), t_.batch * t_.text_length * row_bytes_);
     pipe_.InitBuffer(que_, kBuffers, static_cast<uint32_t>(t_.rows_per_chunk * pitch));
     if (kReorder) {
       // Zeros for the padding rows, written once by the vector unit: MTE3 must wait for it before any copy.
@@ -53,18 +59,19 @@ class CopyRows {
     }
   }
 
-  // Runs of consecutive non-padding rows, up to rows_per_chunk at a time; each row part of a run is one transfer.
+  // Runs of consecutive rows that are copied, up to rows_per_chunk at a time; each row part of a run is one
+  // transfer. Reorder copies video and text rows (zero-filling padding); restore copies video rows only.
   __aicore__ inline void Process() {
     const int64_t core = AscendC::GetBlockIdx();
     const int64_t end = skiparse::npu::core_end(t_, core);
     for (int64_t row = skiparse::npu::core_begin(t_, core); row < end;) {
-      if (source_row(t_, row) < 0) {
-        if (kReorder) ZeroRow(row);
+      if (!Copied(row)) {
+        if (kReorder) ZeroRow(row);  // a padding row (restore skips padding and text rows)
         ++row;
         continue;
       }
       int64_t rows = 1;
-      while (rows < t_.rows_per_chunk && row + rows < end && source_row(t_, row + rows) >= 0) ++rows;
+      while (rows < t_.rows_per_chunk && row + rows < end && Copied(row + rows)) ++rows;
       for (int64_t col = 0; col < row_bytes_; col += part_bytes_) {
         const int64_t bytes = PartBytes(col);
         CopyIn(row, rows, col, bytes);
@@ -75,6 +82,16 @@ class CopyRows {
   }
 
  private:
+  __aicore__ inline bool Copied(int64_t row) const {
+    return source_row(t_, row) >= 0 || (kReorder && text_row(t_, row) >= 0);
+  }
+
+  // Where joint row `row`'s bytes come from in the reorder: its video row, else its text row.
+  __aicore__ inline AscendC::GlobalTensor<uint8_t> Source(int64_t row, int64_t col) const {
+    const int64_t video = source_row(t_, row);
+    return video >= 0 ? src_[video * row_bytes_ + col] : text_[text_row(t_, row) * row_bytes_ + col];
+  }
+
   // Bytes of the row part that starts at byte `col`: the whole row, or a cols_per_chunk part of a wide one.
   __aicore__ inline int64_t PartBytes(int64_t col) const {
     return row_bytes_ - col < part_bytes_ ? row_bytes_ - col : part_bytes_;
@@ -92,8 +109,7 @@ class CopyRows {
     if (kReorder) {  // gather
       const int64_t ub_row = skiparse::npu::align_ub_block(bytes);
       for (int64_t i = 0; i < rows; ++i)
-        AscendC::DataCopyPad(buf[i * ub_row], src_[source_row(t_, row + i) * row_bytes_ + col], Blocks(1, bytes),
-                             no_pad);
+        AscendC::DataCopyPad(buf[i * ub_row], Source(row + i, col), Blocks(1, bytes), no_pad);
     } else {
       AscendC::DataCopyPad(buf, src_[row * row_bytes_ + col], Blocks(rows, bytes), no_pad);
     }
@@ -124,19 +140,19 @@ class CopyRows {
   AscendC::TPipe pipe_;
   AscendC::TQueBind<AscendC::TPosition::VECIN, AscendC::TPosition::VECOUT, 1> que_;
   AscendC::TBuf<AscendC::TPosition::VECCALC> zeros_;
-  AscendC::GlobalTensor<uint8_t> src_, dst_;
+  AscendC::GlobalTensor<uint8_t> src_, text_, dst_;
 };
 
 }  // namespace
 
-// (B, L, C) rows -> (k*B, SUB, C) rows, padding rows zero-filled.
-extern "C" __global__ __aicore__ void skiparse_reorder(GM_ADDR src, GM_ADDR dst, GM_ADDR tiling) {
-  CopyRows<true> op(src, dst, tiling);
+// (B, L, C) video and (B, T, C) text rows -> (k*B, SUB + T, C) joint rows, padding rows zero-filled.
+extern "C" __global__ __aicore__ void skiparse_reorder(GM_ADDR src, GM_ADDR text, GM_ADDR dst, GM_ADDR tiling) {
+  CopyRows<true> op(src, text, dst, tiling);
   op.Process();
 }
 
-// (k*B, SUB, C) rows -> (B, L, C) rows, padding rows dropped.
+// (k*B, SUB + T, C) joint rows -> (B, L, C) video rows; padding and text rows dropped.
 extern "C" __global__ __aicore__ void skiparse_restore(GM_ADDR src, GM_ADDR dst, GM_ADDR tiling) {
-  CopyRows<false> op(src, dst, tiling);
+  CopyRows<false> op(src, nullptr, dst, tiling);
   op.Process();
 }

@@ -4,4 +4,5 @@
 #ifndef ACLRT_LAUNCH_KERNEL
 #define ACLRT_LAUNCH_KERNEL(kernel_func) aclrtlaunch_##kernel_func
 #endif
-extern "C" uint32_t aclrtlaunch_skiparse_reorder(uint32_t blockDim, void* stream, void* x, void* y, void* tiling);
+extern "C" uint32_t aclrtlaunch_skiparse_reorder(uint32_t blockDim, void* stream, void* x, void* text, void* y,
+                                              void* tiling);
