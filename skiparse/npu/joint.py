@@ -4,7 +4,7 @@
 video rows (padding zero-filled), then a copy of its item's text rows, which is what ``npu_fusion_attention`` reads.
 ``joint_restore(x, k, group, L, T) -> (B, L, *F)``: the video rows of that layout in natural order.
 
-The schemas and a reference kernel (any device) are defined here; the NPU library registers the AscendC kernel
+The schemas, fakes and a reference kernel (any device) are defined here; the NPU library registers the AscendC kernel
 (``csrc/npu/host.cpp``), which writes the layout in one pass. They run below the attention op's autograd, so they
 have no autograd of their own.
 """
@@ -26,8 +26,19 @@ def _joint_reorder(video, text, sparsity, group):
 
 
 def _joint_restore(x, sparsity, group, length, text_length):
-    return reference.restore(x[:, : sub_length(length, sparsity)], sparsity, group, length)
+    return reference.restore(x[:, : sub_length(length, sparsity)], sparsity, group, length).contiguous()
 
 
 _lib.impl("joint_reorder", _joint_reorder, "CompositeExplicitAutograd")
 _lib.impl("joint_restore", _joint_restore, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("skiparse_npu::joint_reorder")
+def _joint_reorder_fake(video, text, sparsity, group):
+    rows = sub_length(video.shape[1], sparsity) + (0 if text is None else text.shape[1])
+    return video.new_empty((sparsity * video.shape[0], rows, *video.shape[2:]))
+
+
+@torch.library.register_fake("skiparse_npu::joint_restore")
+def _joint_restore_fake(x, sparsity, group, length, text_length):
+    return x.new_empty((x.shape[0] // sparsity, length, *x.shape[2:]))

@@ -92,3 +92,16 @@ def test_unsupported_dtype_is_refused_by_name():
     with pytest.raises(TypeError, match="q has dtype torch.float64"):
         npu_attention.forward(x, x, x, None, None, None, None, None, 2, False, 0.5, fa=standin)
 
+
+
+@pytest.mark.parametrize("T", [0, 3])
+def test_joint_ops_pass_opcheck(T):
+    """The internal joint-layout ops: schema, fake and reference kernel agree (torch.library.opcheck)."""
+    video = torch.randn(2, 11, 2, 4)
+    text = torch.randn(2, T, 2, 4) if T else None
+    joint = torch.ops.skiparse_npu.joint_reorder(video, text, 2, True)
+    torch.library.opcheck(torch.ops.skiparse_npu.joint_reorder.default, (video, text, 2, True),
+                          test_utils=("test_schema", "test_faketensor"))  # fmt: skip
+    torch.library.opcheck(torch.ops.skiparse_npu.joint_restore.default, (joint, 2, True, 11, T),
+                          test_utils=("test_schema", "test_faketensor"))  # fmt: skip
+    torch.testing.assert_close(torch.ops.skiparse_npu.joint_restore(joint, 2, True, 11, T), video)
