@@ -20,7 +20,6 @@ from types import ModuleType
 
 import torch
 
-from .. import reference
 from ..index import sub_length
 from . import joint  # noqa: F401  (defines torch.ops.skiparse_npu)
 
@@ -50,14 +49,11 @@ class _Joint:
         self.T = 0 if text_q is None else text_q.shape[1]
         self.k, self.group = sparsity, group
         self.Ls = sub_length(self.L, sparsity)  # video rows of one sub-sequence (padding included)
-        # Key mask, True = attend, as reordered rows: padding rows come out False.
-        ones = torch.ones(self.B, self.L, dtype=torch.bool, device=q.device)
-        keep = reference.reorder(ones if video_mask is None else video_mask, sparsity, group)  # (kB, Ls)
-        if self.T:
-            text_keep = text_mask
-            if text_keep is None:
-                text_keep = torch.ones(self.B, self.T, dtype=torch.bool, device=q.device)
-            keep = torch.cat([keep, text_keep.repeat(sparsity, 1)], dim=1)  # (kB, S)
+        # Key mask, True = attend, in the joint layout (kB, S): padding rows come out False.
+        ones = lambda n: torch.ones(self.B, n, dtype=torch.bool, device=q.device)  # noqa: E731
+        video_keep = ones(self.L) if video_mask is None else video_mask
+        text_keep = None if not self.T else ones(self.T) if text_mask is None else text_mask
+        keep = self.join(video_keep, text_keep)
         self.alive = keep.any(dim=1)  # sub-sequences with at least one key
         masked = self.Ls * sparsity != self.L or video_mask is not None or text_mask is not None
         self.mask = None

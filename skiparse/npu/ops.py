@@ -16,7 +16,7 @@ if not LIBRARY.exists():
         f"{LIBRARY} is missing: skiparse was installed without its NPU kernels (the CANN toolkit was not found at "
         "build time); source <CANN>/set_env.sh, then reinstall skiparse"
     )
-torch.ops.load_library(str(LIBRARY))  # reorder and restore (csrc/npu/host.cpp)
+torch.ops.load_library(str(LIBRARY))  # reorder, restore and the joint-layout ops (csrc/npu/host.cpp)
 
 _lib = torch.library.Library("skiparse", "IMPL")
 _lib.impl("attention", attention.forward, "PrivateUse1")

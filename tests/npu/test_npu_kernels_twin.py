@@ -18,7 +18,8 @@ NPU = ROOT / "csrc/npu"
 CXX = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build the kernel twin")
 
-DTYPES = {2: torch.int16, 4: torch.int32}  # the kernels move bytes: any 2- or 4-byte dtype is the same to them
+# The kernels move bytes: any dtype of that size is the same to them (1 byte: the attention's bool key masks).
+DTYPES = {1: torch.int8, 2: torch.int16, 4: torch.int32}
 # ub_bytes 256: a few rows per transfer, and rows of 100 elements split into 64-byte parts plus a short last one.
 # ub_bytes 8192: up to 127 rows per transfer, often a core's whole range.
 UB_SIZES = (256, 8192)
@@ -77,14 +78,15 @@ def test_restore_matches_the_reference(twin, k, group, elem):
         assert torch.equal(got, expected), f"B={B} L={L} C={C} ub={ub} cores={cores}"
 
 
+@pytest.mark.parametrize("elem", [1, 2])
 @pytest.mark.parametrize("group", [False, True])
 @pytest.mark.parametrize("k", [2, 3])
-def test_joint_layout_repeats_the_text_after_every_sub_sequence(twin, k, group):
+def test_joint_layout_repeats_the_text_after_every_sub_sequence(twin, k, group, elem):
     """reorder with text -> (kB, SUB + T, C): the reordered video, then item b's text in every copy; restore reads the
     video rows back from that layout and skips the text."""
     for B, L, C, ub, cores in cases(k):
         T = 3
-        x, text = random_rows(B, L, C, elem=2), random_rows(B, T, C, elem=2)
+        x, text = random_rows(B, L, C, elem=elem), random_rows(B, T, C, elem=elem)
         expected = torch.cat([reference.reorder(x, k, group), text.repeat(k, 1, 1)], dim=1)
         joint = twin("reorder", x, k, group, B, L, ub, cores, text=text, T=T).view(expected.shape)
         assert torch.equal(joint, expected), f"B={B} L={L} C={C} ub={ub} cores={cores}"
