@@ -11,21 +11,20 @@
 #include <vector>
 
 #include "kernel_operator.h"
-#include "tiling.h"
+#include "tiling_args.h"
 
 extern "C" void skiparse_reorder(GM_ADDR src, GM_ADDR text, GM_ADDR dst, GM_ADDR tiling);
 extern "C" void skiparse_restore(GM_ADDR src, GM_ADDR dst, GM_ADDR tiling);
 
 int main(int argc, char** argv) {
-  const bool reorder = argc == 11 && std::strcmp(argv[1], "reorder") == 0;
-  if (argc != 11 || (!reorder && std::strcmp(argv[1], "restore") != 0)) {
-    std::fprintf(stderr, "usage: %s reorder|restore B L T C k group elem_bytes ub_bytes cores\n", argv[0]);
+  const int argn = 2 + skiparse::npu::kTilingArgCount;
+  const bool reorder = argc == argn && std::strcmp(argv[1], "reorder") == 0;
+  if (argc != argn || (!reorder && std::strcmp(argv[1], "restore") != 0)) {
+    std::fprintf(stderr, "usage: %s reorder|restore %s\n", argv[0], skiparse::npu::kTilingArgUsage);
     return 2;
   }
-  int64_t a[9];
-  for (int i = 0; i < 9; ++i) a[i] = std::stoll(argv[i + 2]);
   try {
-    const auto t = skiparse::npu::make_reorder_tiling(a[0], a[1], a[2], a[3], a[4], a[5] != 0, a[6], a[7], a[8]);
+    const auto [ub_bytes, t] = skiparse::npu::parse_tiling_args(argv + 2);
     const size_t row_bytes = static_cast<size_t>(t.features * t.elem_bytes);
     const size_t natural = static_cast<size_t>(t.batch * t.length) * row_bytes;
     const size_t text = static_cast<size_t>(t.batch * t.text_length) * row_bytes;
@@ -36,7 +35,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> tiling(sizeof(t) / sizeof(int64_t));  // the device copy host.cpp makes, 8-byte aligned
     std::memcpy(tiling.data(), &t, sizeof(t));
 
-    AscendC::twin::ub_bytes = a[7];
+    AscendC::twin::ub_bytes = ub_bytes;
     for (int64_t core = 0; core < t.cores; ++core) {
       AscendC::twin::block_idx = core;
       const auto tiling_addr = reinterpret_cast<GM_ADDR>(tiling.data());

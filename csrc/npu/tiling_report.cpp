@@ -1,19 +1,16 @@
 // Prints a ReorderTiling and its work partition as JSON, for tests/npu/test_npu_tiling.py (no CANN needed).
 // Usage: tiling_report B L T C k group elem_bytes ub_bytes cores
 #include <cstdio>
-#include <cstdlib>
 
-#include "tiling.h"
+#include "tiling_args.h"
 
 int main(int argc, char** argv) {
-  if (argc != 10) {
-    std::fprintf(stderr, "usage: %s B L T C k group elem_bytes ub_bytes cores\n", argv[0]);
+  if (argc != 1 + skiparse::npu::kTilingArgCount) {
+    std::fprintf(stderr, "usage: %s %s\n", argv[0], skiparse::npu::kTilingArgUsage);
     return 2;
   }
-  int64_t a[9];
-  for (int i = 0; i < 9; ++i) a[i] = std::atoll(argv[i + 1]);
   try {
-    const auto t = skiparse::npu::make_reorder_tiling(a[0], a[1], a[2], a[3], a[4], a[5] != 0, a[6], a[7], a[8]);
+    const auto t = skiparse::npu::parse_tiling_args(argv + 1).tiling;
     std::printf("{\"sub_length\": %lld, \"elem_bytes\": %lld, \"cols_per_chunk\": %lld, \"rows_per_chunk\": %lld, "
                 "\"row_pitch\": %lld, \"total_rows\": %lld, \"cores\": %lld, \"ranges\": [", (long long)t.sub_length,
                 (long long)t.elem_bytes, (long long)t.cols_per_chunk, (long long)t.rows_per_chunk,
