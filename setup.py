@@ -34,6 +34,7 @@ def cpu_extension():
             "csrc/cpu/reorder.cpp",
             "csrc/cpu/attention_fwd.cpp",
             "csrc/cpu/attention_bwd.cpp",
+            "csrc/cpu/conv3d_3x3.cpp",
         ],
         include_dirs=[os.path.abspath("csrc")],
         extra_compile_args=flags,

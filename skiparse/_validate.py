@@ -115,3 +115,20 @@ def restore(x, sparsity_, group, length) -> None:
             f"length={length} does not match x: a sub-sequence of length {length} padded to a multiple of "
             f"k^2={k * k} has {sub_length(length, k)} rows per sub-sequence, but x.shape[1] = {x.shape[1]}"
         )
+
+
+def conv3d_3x3(x, weight, bias) -> None:
+    tensor("x", x, ndim=5)
+    tensor("weight", weight, ndim=5)
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"x must be a floating tensor, got {x.dtype}")
+    _same("weight", weight, x, "x")
+    if weight.shape[3:] != (3, 3) or weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight must be (C_out, C_in={x.shape[1]}, kt, 3, 3), got shape {tuple(weight.shape)}")
+    if not 1 <= weight.shape[2] <= x.shape[2]:
+        raise ValueError(f"weight's temporal size kt={weight.shape[2]} must be in 1..T={x.shape[2]} (x's frames)")
+    if bias is not None:
+        tensor("bias", bias, ndim=1)
+        _same("bias", bias, x, "x")
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(f"bias must be (C_out={weight.shape[0]},), got shape {tuple(bias.shape)}")

@@ -14,6 +14,9 @@ Shapes (``k`` = sparsity, ``Lp`` = L padded to a multiple of k^2):
   logsumexps are kept for the backward; rows whose keys are all masked have ``lse = +inf`` and output 0.
   Without text, ``T = 0``.
 - ``attention_backward(...) -> dq, dk, dv, dtext_q, dtext_k, dtext_v``
+- ``conv3d_3x3(input (B, C_in, T, H, W), weight (C_out, C_in, kt, 3, 3), bias (C_out,)?) -> (B, C_out, T-kt+1, H, W)``:
+  stride 1, zero padding 1 in space and none in time (the WF-VAE's causal convs pad time themselves); output
+  channels-last. CPU only (Winograd); its gradient is the ordinary conv3d gradient.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ _ATTN_ARGS = (
 )
 _lib.define("reorder(Tensor x, int sparsity, bool group) -> Tensor")
 _lib.define("restore(Tensor x, int sparsity, bool group, int length) -> Tensor")
+_lib.define("conv3d_3x3(Tensor input, Tensor weight, Tensor? bias) -> Tensor")
 _lib.define(f"attention({_ATTN_ARGS}) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _lib.define(
     f"attention_backward(Tensor dout, Tensor dtext_out, {_ATTN_ARGS}, Tensor out, Tensor lse, "
@@ -45,6 +49,13 @@ def _reorder_fake(x, sparsity, group):
 @torch.library.register_fake("skiparse::restore")
 def _restore_fake(x, sparsity, group, length):
     return x.new_empty((x.shape[0] // sparsity, length, *x.shape[2:]))
+
+
+@torch.library.register_fake("skiparse::conv3d_3x3")
+def _conv3d_3x3_fake(input, weight, bias):
+    B, _, T, H, W = input.shape
+    shape = (B, weight.shape[0], T - weight.shape[2] + 1, H, W)
+    return input.new_empty(shape).contiguous(memory_format=torch.channels_last_3d)
 
 
 def _text_len(text_q):
@@ -114,3 +125,22 @@ def _attention_backward(ctx, dout, dtext_out, *_unused_stats):
 
 
 torch.library.register_autograd("skiparse::attention", _attention_backward, setup_context=_attention_setup)
+
+
+def _conv3d_3x3_setup(ctx, inputs, output):
+    input, weight, bias = inputs
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(input, weight)
+
+
+def _conv3d_3x3_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        grad, input, weight, [weight.shape[0]] if ctx.has_bias else None,
+        [1, 1, 1], [0, 1, 1], [1, 1, 1], False, [0, 0, 0], 1, mask,
+    )
+    return dx, dw, db
+
+
+torch.library.register_autograd("skiparse::conv3d_3x3", _conv3d_3x3_backward, setup_context=_conv3d_3x3_setup)

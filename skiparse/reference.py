@@ -69,3 +69,8 @@ def skiparse_attention(q, k, v, sparsity, group, text_q, text_k, text_v, text_ma
     video_out = restore(out[:, :Ls], n, group, L)
     text_out = rearrange(out[:, Ls:], "(k b) t h d -> b k t h d", k=n).mean(1) if has_text else None
     return video_out, text_out
+
+
+def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Reference of ``torch.ops.skiparse.conv3d_3x3``: stride 1, zero padding 1 in space, none in time."""
+    return F.conv3d(x, weight, bias, padding=(0, 1, 1))

@@ -47,6 +47,7 @@ TORCH_LIBRARY_IMPL(skiparse, CPU, m) {
   m.impl("restore", &skiparse::cpu::restore);
   m.impl("attention", &skiparse::cpu::attention_forward);
   m.impl("attention_backward", &skiparse::cpu::attention_backward);
+  m.impl("conv3d_3x3", &skiparse::cpu::conv3d_3x3);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -1,0 +1,101 @@
+"""The WF-VAE's 3x3 convs: skiparse.conv3d_3x3 (Winograd F(4x4, 3x3) on the CPU) vs F.conv3d (oneDNN), side by side.
+
+    python benchmarks/conv3d_3x3.py --quick     # 9x128x128 video, ~1 min on 2 CPU cores
+    python benchmarks/conv3d_3x3.py             # 33x256x256, the WF-VAE benchmark's size (~5 min)
+
+The conv shapes are those the released-width (v1.5) WF-VAE runs when it encodes and decodes a video of the given
+size, found by running the model on the meta device. Every distinct shape is timed for both kernels in alternation
+(best of ``--repeats``) on channels-last float32 input, and weighted by how often the model calls it. The error
+column is the max abs difference from a float64 F.conv3d, relative to the output's max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import skiparse  # noqa: E402
+from suv.vae import PRESETS, WFVAE  # noqa: E402
+
+
+def model_conv_shapes(frames: int, size: int) -> dict[str, collections.Counter]:
+    """{"encode"/"decode": Counter of (input shape, weight shape)} of the 3x3 stride-1 convs, from a meta-device run."""
+    with torch.device("meta"):
+        model = WFVAE.from_config(PRESETS["v1.5"].to_dict()).eval()
+    seen: collections.Counter = collections.Counter()
+
+    def record(x, weight, bias=None):
+        seen[tuple(x.shape), tuple(weight.shape)] += 1
+        return F.conv3d(x, weight, bias, padding=(0, 1, 1))
+
+    shapes = {}
+    # The input range check reads values, which meta tensors do not have.
+    with mock.patch.object(skiparse, "conv3d_3x3", record), mock.patch.object(model, "_check_video", lambda x: None):
+        with torch.inference_mode():
+            z = model.encode(torch.empty(1, 3, frames, size, size, device="meta")).mean
+            shapes["encode"], seen = seen, collections.Counter()
+            model.decode(z)
+            shapes["decode"] = seen
+    return shapes
+
+
+def best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=33)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="9x128x128")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.frames, args.size = 9, 128
+    if not skiparse.backends.status("cpu")[0]:
+        print(f"the CPU backend is off ({skiparse.backends.status('cpu')[1]}): nothing to compare")
+        return 1
+    torch.manual_seed(0)
+    print(f"WF-VAE v1.5 3x3 convs at {args.frames}x{args.size}x{args.size}, float32, {torch.get_num_threads()} threads")
+    print(f"{'pass':7s} {'input (B,C,T,H,W)':24s} {'weight':22s} {'calls':>5s} {'winograd s':>10s} {'F.conv3d s':>10s} "
+          f"{'ratio':>6s} {'rel err':>8s} routed to")
+    min_pixels = skiparse.api._WINOGRAD_MIN_PIXELS
+    for name, shapes in model_conv_shapes(args.frames, args.size).items():
+        total_ours = total_ref = total_routed = 0.0
+        for (x_shape, w_shape), calls in sorted(shapes.items(), key=lambda kv: -kv[1] * torch.Size(kv[0][0]).numel()):
+            x = torch.randn(x_shape).contiguous(memory_format=torch.channels_last_3d)
+            w = torch.randn(w_shape) / (w_shape[1] * w_shape[2] * 9) ** 0.5
+            b = torch.randn(w_shape[0])
+            ours = best_time(lambda: torch.ops.skiparse.conv3d_3x3(x, w, b), args.repeats)
+            ref = best_time(lambda: F.conv3d(x, w, b, padding=(0, 1, 1)), args.repeats)
+            exact = F.conv3d(x.double(), w.double(), b.double(), padding=(0, 1, 1))
+            err = (torch.ops.skiparse.conv3d_3x3(x, w, b) - exact).abs().max() / exact.abs().max()
+            winograd = x_shape[0] * (x_shape[2] - w_shape[2] + 1) * x_shape[3] * x_shape[4] >= min_pixels
+            total_ours += calls * ours
+            total_ref += calls * ref
+            total_routed += calls * (ours if winograd else ref)
+            print(f"{name:7s} {str(x_shape):24s} {str(w_shape):22s} {calls:5d} {ours:10.3f} {ref:10.3f} "
+                  f"{ref / ours:6.2f} {err:8.1e} {'winograd' if winograd else 'F.conv3d'}", flush=True)
+        print(f"{name:7s} {'total (time x calls)':47s} {'':5s} {total_ours:10.2f} {total_ref:10.2f} "
+              f"{total_ref / total_ours:6.2f}")
+        print(f"{name:7s} {'as routed by skiparse.conv3d_3x3':47s} {'':5s} {total_routed:10.2f} {total_ref:10.2f} "
+              f"{total_ref / total_routed:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
