@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import skiparse
+
 from .causal_cache import CausalCache, causal_context, is_final, memory_format
 
 
@@ -34,17 +36,27 @@ class CausalConv3d(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if self.time_kernel > 1:
             x = causal_context(x, self.time_kernel, self.time_stride, self, cache)
-        return self.conv(x).contiguous(memory_format=memory_format(x))
+        conv = self.conv
+        if conv.stride == (1, 1, 1) and conv.kernel_size[1:] == (3, 3) and conv.padding == (0, 1, 1):
+            y = skiparse.conv3d_3x3(x, conv.weight, conv.bias)
+        else:
+            y = conv(x)
+        return y.contiguous(memory_format=memory_format(x))
 
 
 class FrameConv2d(nn.Conv2d):
     """2D conv applied to every frame: (B, C_in, T, H, W) -> (B, C_out, T, H', W'). Keys stay 2D (``weight`` 4-D).
 
-    Runs as a conv3d with a 1-frame kernel, which avoids the (B*T, C, H, W) transposes of a reshape.
+    Runs as a conv3d with a 1-frame kernel, which avoids the (B*T, C, H, W) transposes of a reshape; 3x3 stride-1
+    convs go through ``skiparse.conv3d_3x3`` (Winograd on the CPU), like those of ``CausalConv3d``.
     """
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        y = F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+        weight = self.weight.unsqueeze(2)
+        if self.stride == (1, 1) and self.kernel_size == (3, 3) and self.padding == (1, 1):
+            y = skiparse.conv3d_3x3(x, weight, self.bias)
+        else:
+            y = F.conv3d(x, weight, self.bias, (1, *self.stride), (0, *self.padding))
         return y.contiguous(memory_format=memory_format(x))
 
 
