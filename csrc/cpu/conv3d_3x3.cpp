@@ -7,7 +7,8 @@
 // Layout: activations are channels-last (B, T, H, W, C in memory), so a pixel's channels are one contiguous
 // vector and the transforms run over channel vectors. Work items are (batch, band of tile rows, block of output
 // frames); each thread keeps the transformed input frames of one item in a ring of kt slots, so every input
-// frame is transformed once per item, and its scratch stays at kt * 36 * band_tiles * C_in elements.
+// frame is transformed once per item, and its scratch stays at kt * 36 * band_tiles * C_in elements. Very wide
+// convs run in blocks of output channels, which bounds the transformed weight (kt * 36 * C_in * C_out elements).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@ constexpr int kA = kM + 2;     // input tile side
 constexpr int kP = kA * kA;    // transform-domain positions per tile
 constexpr int kBandTiles = 128;  // tiles per band: the GEMM's M; ~64-256 keeps sgemm efficient
 constexpr int64_t kChan = 64;  // channels per transform pass: the d/tmp scratch stays in L1
+constexpr int64_t kWeightBudget = int64_t(128) << 20;  // bytes of transformed weight per block of output channels
 
 // Interpolation points 0, 1, -1, 2, -2 and infinity.
 constexpr double kBT[kA][kA] = {
@@ -85,7 +87,8 @@ at::Tensor transform_weight(const at::Tensor& weight) {
 }
 
 struct Geometry {
-  int64_t ci, co, h, w;     // channels and frame size (input and output frames are both h x w)
+  int64_t ci, co, h, w;     // input channels, output channels of this block, frame size (input and output)
+  int64_t co_stride;        // output channels of the whole output (its pixel stride)
   int64_t tiles_w;          // tiles per tile row
   int64_t band_rows;        // tile rows per band
 };
@@ -140,7 +143,7 @@ void transform_output(const S* m, const S* bias, const Geometry& g, int64_t row0
           for (int a = 0; a < kM; ++a) {
             const int64_t h = h0 + a;
             if (h >= g.h) break;
-            S* o = out + (h * g.w + w) * g.co + c0;
+            S* o = out + (h * g.w + w) * g.co_stride + c0;
             if (bias)
               for (int64_t c = 0; c < n; ++c) o[c] = y[a][c] + bias[c0 + c];
             else
@@ -151,10 +154,11 @@ void transform_output(const S* m, const S* bias, const Geometry& g, int64_t row0
     }
 }
 
+// Output channels co0 .. co0 + u.size(3) of out, from their transformed weight u and bias (already offset).
 template <typename S>
-void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, at::Tensor& out) {
+void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, int64_t co0, at::Tensor& out) {
   const int64_t batch = x.size(0), t_in = x.size(2), t_out = out.size(2);
-  Geometry g{x.size(1), out.size(1), x.size(3), x.size(4), 0, 0};
+  Geometry g{x.size(1), u.size(3), x.size(3), x.size(4), out.size(1), 0, 0};
   const int64_t tiles_h = (g.h + kM - 1) / kM;
   g.tiles_w = (g.w + kM - 1) / kM;
   g.band_rows = std::clamp<int64_t>(kBandTiles / g.tiles_w, 1, tiles_h);
@@ -163,10 +167,10 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
   const int64_t want = 4 * at::get_num_threads();
   const int64_t t_blocks = std::clamp<int64_t>((want + batch * bands - 1) / (batch * bands), 1, t_out);
   const int64_t t_block = (t_out + t_blocks - 1) / t_blocks;
-  const int64_t frame_in = g.h * g.w * g.ci, frame_out = g.h * g.w * g.co;
+  const int64_t frame_in = g.h * g.w * g.ci, frame_out = g.h * g.w * g.co_stride;
   const S* xp = x.data_ptr<S>();
   const S* up = u.data_ptr<S>();
-  S* op = out.data_ptr<S>();
+  S* op = out.data_ptr<S>() + co0;
   const int64_t band_tiles = g.band_rows * g.tiles_w;
 
   at::parallel_for(0, batch * bands * t_blocks, 1, [&](int64_t begin, int64_t end) {
@@ -216,8 +220,17 @@ Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bi
     b = bias->contiguous();
   }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv3d_3x3", [&] {
-    at::Tensor u = transform_weight<scalar_t>(weight);
-    run<scalar_t>(x, u, b.defined() ? b.data_ptr<scalar_t>() : nullptr, kt_n, out);
+    // The transformed weight is 4x the weight: split it into equal blocks of output channels that fit
+    // kWeightBudget. Each extra block re-transforms the input and narrows the GEMMs, so the budget is generous
+    // (the WF-VAE's 768-channel convs take two blocks; their activations are far from the model's peak).
+    const int64_t co_n = weight.size(0), per_channel = kt_n * kP * weight.size(1) * int64_t(sizeof(scalar_t));
+    const int64_t blocks = (co_n * per_channel + kWeightBudget - 1) / kWeightBudget;
+    const int64_t block = ((co_n + blocks - 1) / blocks + 15) / 16 * 16;
+    for (int64_t co0 = 0; co0 < co_n; co0 += block) {
+      const int64_t n = std::min(block, co_n - co0);
+      at::Tensor u = transform_weight<scalar_t>(weight.narrow(0, co0, n));
+      run<scalar_t>(x, u, b.defined() ? b.data_ptr<scalar_t>() + co0 : nullptr, kt_n, co0, out);
+    }
   });
   return out;
 }
