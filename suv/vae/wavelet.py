@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .causal_cache import CausalCache, causal_context
+from .causal_cache import CausalCache, causal_context, memory_format
 from .layers import CausalConv3d
 
 HAAR_3D_SUBBANDS = ("h", "g", "hh", "gh", "h_v", "g_v", "hh_v", "gh_v")
@@ -42,9 +42,12 @@ def haar_kernel(name: str) -> torch.Tensor:
 
 
 def _to_band_major(x: torch.Tensor, bands: int) -> torch.Tensor:
-    """(B, C * bands, ...) channel-major (groups of a grouped conv) -> (B, bands * C, ...) subband-major."""
+    """(B, C * bands, ...) channel-major (groups of a grouped conv) -> (B, bands * C, ...) subband-major, in x's
+    layout (a reshape would copy channels-last activations to the standard layout, and the layers after it follow)."""
     c = x.shape[1] // bands
-    return x.unflatten(1, (c, bands)).transpose(1, 2).flatten(1, 2)
+    out = torch.empty_like(x, memory_format=memory_format(x))
+    out.unflatten(1, (bands, c)).copy_(x.unflatten(1, (c, bands)).transpose(1, 2))
+    return out
 
 
 def _to_channel_major(x: torch.Tensor, bands: int) -> torch.Tensor:

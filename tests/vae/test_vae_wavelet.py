@@ -118,3 +118,12 @@ def test_haar3d_round_trip_scales_by_kernel_energy():
     x = torch.randn(1, 3, 9, 8, 8)
     recon = InverseHaarWaveletTransform3D()(HaarWaveletTransform3D()(x))
     torch.testing.assert_close(recon, x * (8 * 0.3536**2), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transform", [HaarWaveletTransform3D, HaarWaveletTransform2D])
+def test_forward_transforms_keep_channels_last(transform):
+    """The encoder's layers follow their input's layout, so the first transform must hand on channels-last."""
+    x = torch.randn(2, 3, 5, 6, 8)
+    out = transform()(x.contiguous(memory_format=torch.channels_last_3d))
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, transform()(x), rtol=0, atol=0)
