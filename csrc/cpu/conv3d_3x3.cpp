@@ -173,8 +173,13 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
   S* op = out.data_ptr<S>() + co0;
   const int64_t band_tiles = g.band_rows * g.tiles_w;
 
+  // Every thread's ring and accumulator in one allocation made here: large enough to be mmapped and returned to
+  // the system when the call ends, where per-thread vectors would leave their heap arenas holding the memory.
+  const int64_t ring_size = kt_n * kP * band_tiles * g.ci, scratch_size = ring_size + kP * band_tiles * g.co;
+  at::Tensor scratch = at::empty({at::get_num_threads(), scratch_size}, x.options());
   at::parallel_for(0, batch * bands * t_blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<S> ring(kt_n * kP * band_tiles * g.ci), acc(kP * band_tiles * g.co);
+    S* ring = scratch.data_ptr<S>() + at::get_thread_num() * scratch_size;
+    S* acc = ring + ring_size;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / (bands * t_blocks), band = item / t_blocks % bands, tb = item % t_blocks;
       const int64_t row0 = band * g.band_rows, rows = std::min(g.band_rows, tiles_h - row0);
@@ -182,16 +187,16 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
       const int64_t to0 = tb * t_block, to1 = std::min(t_out, to0 + t_block);
       const int64_t slot_size = kP * tiles * g.ci;
       for (int64_t ti = to0; ti < to1 + kt_n - 1; ++ti) {
-        transform_input(xp + (b * t_in + ti) * frame_in, g, row0, rows, ring.data() + (ti % kt_n) * slot_size);
+        transform_input(xp + (b * t_in + ti) * frame_in, g, row0, rows, ring + (ti % kt_n) * slot_size);
         const int64_t to = ti - (kt_n - 1);
         if (to < to0) continue;
         for (int p = 0; p < kP; ++p)
           for (int64_t kt = 0; kt < kt_n; ++kt)
             gemm<S>(false, false, tiles, g.co, g.ci, S(1),
-                    ring.data() + ((to + kt) % kt_n) * slot_size + p * tiles * g.ci, g.ci,
-                    up + ((kt * kP + p) * g.ci) * g.co, g.co, S(kt == 0 ? 0 : 1), acc.data() + p * tiles * g.co,
+                    ring + ((to + kt) % kt_n) * slot_size + p * tiles * g.ci, g.ci,
+                    up + ((kt * kP + p) * g.ci) * g.co, g.co, S(kt == 0 ? 0 : 1), acc + p * tiles * g.co,
                     g.co);
-        transform_output(acc.data(), bias, g, row0, rows, op + (b * t_out + to) * frame_out);
+        transform_output(acc, bias, g, row0, rows, op + (b * t_out + to) * frame_out);
       }
     }
   });
