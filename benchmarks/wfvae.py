@@ -3,6 +3,7 @@
     python benchmarks/wfvae.py --quick                      # ~3 min on 2 idle CPU cores
     python benchmarks/wfvae.py                              # 33x256x256 and larger, released widths (long on CPU)
     python benchmarks/wfvae.py --reference /path/to/WF-VAE  # also run the reference implementation side by side
+    python benchmarks/wfvae.py --reference PATH --rounds 3  # main rows 3 times, interleaved: medians
 
 Every case runs in a fresh subprocess (``--case``). "peak" is the peak RSS during the timed call (Linux VmHWM, reset
 after loading), weights and input included; "work" is that peak minus the RSS just before the call. All cases share
@@ -124,11 +125,21 @@ def spawn(case: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _median(results: list[dict]) -> dict:
+    """Per-field median of repeated runs of one case (an error in any run is reported instead)."""
+    errors = [r for r in results if "error" in r]
+    if errors:
+        return errors[0]
+    return {k: sorted(r[k] for r in results)[len(results) // 2] for k in results[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (17x96x96; 33/121 frames at 64x64)")
     parser.add_argument("--reference", default=None, help="path to a WF-VAE checkout to run side by side")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the main-size rows this many times, interleaved, and report medians")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,6 +165,7 @@ def main() -> None:
                     save = os.path.join(tmp, f"{op}_{impl}_{int(chunked)}.pt")
                     plan.append((f"{op} {main_t}x{main_s}x{main_s} {impl} {'chunked' if chunked else 'direct'}",
                                  dict(base, impl=impl, op=op, chunked=chunked, frames=main_t, size=main_s, save=save)))
+        main_rows = len(plan)
         if (main_t, main_s) != (33, long_s):  # else the main rows already hold it
             plan.append((f"decode 33x{long_s}x{long_s} ours chunked", dict(base, impl="ours", op="decode",
                                                                            chunked=True, frames=33, size=long_s)))
@@ -168,11 +180,22 @@ def main() -> None:
                      dict(base, impl="ours", op="decode", chunked=True, frames=main_t, size=main_s, tile=tile,
                           save=tiled_save)))  # fmt: skip
 
+        # The main-size rows (ours and the reference) run in interleaved rounds: this machine's speed drifts by
+        # 10-20% over minutes, which a single run of each would turn into the ratio.
+        runs: dict[str, list[dict]] = {label: [] for label, _ in plan}
+        for i in range(args.rounds):
+            for label, case in plan[:main_rows]:
+                runs[label].append(spawn(case))
+                if args.rounds > 1:
+                    print(f"round {i + 1}/{args.rounds} {label}: {runs[label][-1].get('seconds', 'failed')}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+
         rows = []
-        print(f"torch {torch.__version__}, {args.threads} threads, fp32, released v1.5 widths (random weights)")
+        print(f"torch {torch.__version__}, {args.threads} threads, fp32, released v1.5 widths (random weights)"
+              + (f", main rows: median of {args.rounds} interleaved rounds" if args.rounds > 1 else ""))
         print(f"{'case':<46} {'time s':>9} {'peak MiB':>9} {'work MiB':>9}  notes")
         for label, case in plan:
-            r = spawn(case)
+            r = _median(runs[label]) if runs[label] else spawn(case)
             if "error" in r:
                 print(f"{label:<46} {'-':>9} {'-':>9} {'-':>9}  reference failed: {r['error']}", flush=True)
                 continue

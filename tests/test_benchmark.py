@@ -73,3 +73,14 @@ def test_gpu_report_logic_on_the_cpu(monkeypatch, capsys):
     mine = [r for r in rows if r["kind"] == "skiparse" and r["pattern"] != "dense"]
     assert all(r["speedup_vs_upstream"] > 0 and 0 < r["mfu"] and r["efficiency_vs_own_dense"] > 0 for r in mine)
     assert out.count("MET") == 2
+
+
+def test_conv_benchmark_times_the_models_conv_shapes():
+    out = subprocess.run([sys.executable, "benchmarks/conv3d_3x3.py", "--frames", "9", "--size", "16", "--repeats",
+                          "1"], cwd=ROOT, check=True, capture_output=True, text=True).stdout  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith(("encode ", "decode "))]
+    # The decoder's first conv: the 32-channel latent (2 frames + 2 causal padding frames, 2x2) into 640 channels.
+    assert any(r[0] == "decode" and "".join(r[1:6]) == "(1,32,4,2,2)" and "".join(r[6:11]) == "(640,32,3,3,3)"
+               for r in rows)  # fmt: skip
+    totals = [r for r in rows if r[1] == "total"]
+    assert [r[0] for r in totals] == ["encode", "decode"] and all(float(r[-1]) > 0 for r in totals)
