@@ -24,13 +24,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import skiparse  # noqa: E402
-from suv.vae import PRESETS, WFVAE  # noqa: E402
+from skiparse.api import winograd_pays_off  # noqa: E402
+from suv.vae import WFVAE  # noqa: E402
 
 
 def model_conv_shapes(frames: int, size: int) -> dict[str, collections.Counter]:
     """{"encode"/"decode": Counter of (input shape, weight shape)} of the 3x3 stride-1 convs, from a meta-device run."""
     with torch.device("meta"):
-        model = WFVAE.from_config(PRESETS["v1.5"].to_dict()).eval()
+        model = WFVAE.from_config("v1.5").eval()
     seen: collections.Counter = collections.Counter()
 
     def record(x, weight, bias=None):
@@ -48,13 +49,15 @@ def model_conv_shapes(frames: int, size: int) -> dict[str, collections.Counter]:
     return shapes
 
 
-def best_time(fn, repeats: int) -> float:
-    times = []
+def best_times(fns, repeats: int) -> list[float]:
+    """Best time of each function over ``repeats`` rounds that call them in turn (the machine's drift hits all)."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, fn_times in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            fn_times.append(time.perf_counter() - start)
+    return [min(t) for t in times]
 
 
 def main(argv=None) -> int:
@@ -73,18 +76,17 @@ def main(argv=None) -> int:
     print(f"WF-VAE v1.5 3x3 convs at {args.frames}x{args.size}x{args.size}, float32, {torch.get_num_threads()} threads")
     print(f"{'pass':7s} {'input (B,C,T,H,W)':24s} {'weight':22s} {'calls':>5s} {'winograd s':>10s} {'F.conv3d s':>10s} "
           f"{'ratio':>6s} {'rel err':>8s} routed to")
-    min_pixels = skiparse.api._WINOGRAD_MIN_PIXELS
     for name, shapes in model_conv_shapes(args.frames, args.size).items():
         total_ours = total_ref = total_routed = 0.0
         for (x_shape, w_shape), calls in sorted(shapes.items(), key=lambda kv: -kv[1] * torch.Size(kv[0][0]).numel()):
             x = torch.randn(x_shape).contiguous(memory_format=torch.channels_last_3d)
             w = torch.randn(w_shape) / (w_shape[1] * w_shape[2] * 9) ** 0.5
             b = torch.randn(w_shape[0])
-            ours = best_time(lambda: torch.ops.skiparse.conv3d_3x3(x, w, b), args.repeats)
-            ref = best_time(lambda: F.conv3d(x, w, b, padding=(0, 1, 1)), args.repeats)
+            ours, ref = best_times([lambda: torch.ops.skiparse.conv3d_3x3(x, w, b),
+                                    lambda: F.conv3d(x, w, b, padding=(0, 1, 1))], args.repeats)  # fmt: skip
             exact = F.conv3d(x.double(), w.double(), b.double(), padding=(0, 1, 1))
             err = (torch.ops.skiparse.conv3d_3x3(x, w, b) - exact).abs().max() / exact.abs().max()
-            winograd = x_shape[0] * (x_shape[2] - w_shape[2] + 1) * x_shape[3] * x_shape[4] >= min_pixels
+            winograd = winograd_pays_off(x_shape, w_shape)
             total_ours += calls * ours
             total_ref += calls * ref
             total_routed += calls * (ours if winograd else ref)

@@ -89,10 +89,8 @@ def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         differs from it by ~1e-6 relative in float32); other devices and dtypes run ``F.conv3d``.
     """
     _validate.conv3d_3x3(x, weight, bias)
-    batch, _, frames, height, width = x.shape
-    output_pixels = batch * (frames - weight.shape[2] + 1) * height * width
     if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or resolve(x.device) != "cpu"
-            or output_pixels < _WINOGRAD_MIN_PIXELS):  # fmt: skip
+            or not winograd_pays_off(x.shape, weight.shape)):  # fmt: skip
         return reference.conv3d_3x3(x, weight, bias)
     return torch.ops.skiparse.conv3d_3x3(x, weight, bias)
 
@@ -101,3 +99,10 @@ def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 # than the multiplies Winograd saves: measured on 2 cores, 640 -> 640 channels at 32x32 runs 0.76x of F.conv3d for
 # one frame and 1.6x for five (benchmarks/conv3d_3x3.py).
 _WINOGRAD_MIN_PIXELS = 2048
+
+
+def winograd_pays_off(x_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> bool:
+    """Whether ``conv3d_3x3`` of x (B, C_in, T, H, W) and weight (C_out, C_in, kt, 3, 3) is large enough for the
+    CPU's Winograd kernel: at least ``_WINOGRAD_MIN_PIXELS`` output pixels."""
+    batch, _, frames, height, width = x_shape
+    return batch * (frames - weight_shape[2] + 1) * height * width >= _WINOGRAD_MIN_PIXELS

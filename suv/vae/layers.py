@@ -20,6 +20,16 @@ def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (v, v, v) if isinstance(v, int) else tuple(v)
 
 
+def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int, int],
+            padding: tuple[int, int, int]) -> torch.Tensor:  # fmt: skip
+    """F.conv3d in x's layout; 3x3 stride-1 convs padded 1 in space only run ``skiparse.conv3d_3x3`` (Winograd)."""
+    if stride == (1, 1, 1) and weight.shape[3:] == (3, 3) and padding == (0, 1, 1):
+        y = skiparse.conv3d_3x3(x, weight, bias)
+    else:
+        y = F.conv3d(x, weight, bias, stride, padding)
+    return y.contiguous(memory_format=memory_format(x))
+
+
 class CausalConv3d(nn.Module):
     """3D conv that is causal in time: no temporal padding; the first frame is replicated ``k_t - 1`` times in front.
 
@@ -36,12 +46,7 @@ class CausalConv3d(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if self.time_kernel > 1:
             x = causal_context(x, self.time_kernel, self.time_stride, self, cache)
-        conv = self.conv
-        if conv.stride == (1, 1, 1) and conv.kernel_size[1:] == (3, 3) and conv.padding == (0, 1, 1):
-            y = skiparse.conv3d_3x3(x, conv.weight, conv.bias)
-        else:
-            y = conv(x)
-        return y.contiguous(memory_format=memory_format(x))
+        return _conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, self.conv.padding)
 
 
 class FrameConv2d(nn.Conv2d):
@@ -52,12 +57,7 @@ class FrameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        weight = self.weight.unsqueeze(2)
-        if self.stride == (1, 1) and self.kernel_size == (3, 3) and self.padding == (1, 1):
-            y = skiparse.conv3d_3x3(x, weight, self.bias)
-        else:
-            y = F.conv3d(x, weight, self.bias, (1, *self.stride), (0, *self.padding))
-        return y.contiguous(memory_format=memory_format(x))
+        return _conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
 
 
 class LayerNorm(nn.Module):
