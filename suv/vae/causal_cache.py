@@ -45,6 +45,12 @@ def is_final(cache: CausalCache | None) -> bool:
     return cache is None or cache.final
 
 
+def _cat_frames(held: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """torch.cat along time, in x's layout. torch.cat falls back to the standard layout when a part's layout is
+    ambiguous (a single frame), and every later layer of the chunk would then convert its input."""
+    return torch.cat([held, x], dim=2).contiguous(memory_format=memory_format(x))
+
+
 def causal_context(x: torch.Tensor, kernel: int, stride: int, key: Hashable, cache: CausalCache | None) -> torch.Tensor:
     """Prepend the temporal context of a causal conv with temporal ``kernel``/``stride`` (no temporal padding).
 
@@ -56,11 +62,11 @@ def causal_context(x: torch.Tensor, kernel: int, stride: int, key: Hashable, cac
     if held is None:
         # Materialised in x's layout: concatenating a stride-0 view would drop a channels-last layout.
         held = x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1).contiguous(memory_format=memory_format(x))
-    x = torch.cat([held, x], dim=2)
+    x = _cat_frames(held, x)
     if cache is not None:
         consumed = max((x.shape[2] - kernel) // stride + 1, 0) * stride
         # clone: a view would keep the whole chunk alive until the next one.
-        cache.put(key, x[:, :, consumed:].clone())
+        cache.put(key, x[:, :, consumed:].clone(memory_format=memory_format(x)))
     return x
 
 
@@ -73,8 +79,8 @@ def aligned_frames(frames: torch.Tensor, count: int, key: Hashable, cache: Causa
         return frames
     held = cache.pop(key)
     if held is not None:
-        frames = torch.cat([held, frames], dim=2)
+        frames = _cat_frames(held, frames)
     if frames.shape[2] < count:
         raise RuntimeError(f"causal cache underflow at {key!r}: need {count} frames, have {frames.shape[2]}")
-    cache.put(key, frames[:, :, count:].clone())
+    cache.put(key, frames[:, :, count:].clone(memory_format=memory_format(frames)))
     return frames[:, :, :count]

@@ -269,8 +269,8 @@ def test_channels_last_activations_give_the_standard_layout_result_and_gradients
 
 
 def test_winograd_convs_match_direct_convs_and_keep_chunking_exact(monkeypatch):
-    """The 3x3 convs run ``skiparse.conv3d_3x3`` (Winograd) on frames of >= 2048 pixels, F.conv3d below: forcing
-    either path everywhere gives the same video and latent, and chunked stays within 1e-4 of direct on Winograd."""
+    """The 3x3 convs run ``skiparse.conv3d_3x3`` (Winograd) from 1024 output pixels, F.conv3d below: forcing either
+    path everywhere gives the same video and latent, and chunked stays within 1e-4 of direct on Winograd."""
     import skiparse.api
 
     model = random_model("tiny")
@@ -290,3 +290,25 @@ def test_winograd_convs_match_direct_convs_and_keep_chunking_exact(monkeypatch):
         assert not torch.equal(a, b)  # the Winograd kernel ran
         torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
     assert_chunked_equals_direct(model, [1, 17], size=32)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_every_conv_input_stays_channels_last(chunked, monkeypatch):
+    """Activations keep the model's channels-last layout through direct and chunked passes: a layer that lost it
+    (e.g. a torch.cat of single-frame chunks) would make every later conv convert its input."""
+    import suv.vae.layers as layers
+
+    layouts = []
+
+    def spy(x, weight, bias, stride, padding):
+        if x.shape[2] > 1:  # a single frame's layout is ambiguous
+            layouts.append(x.stride(1) == 1)  # channels innermost (a channel slice of a channels-last tensor too)
+        return conv3d(x, weight, bias, stride, padding)
+
+    conv3d = layers._conv3d
+    monkeypatch.setattr(layers, "_conv3d", spy)
+    model = random_model("tiny")
+    model.enable_tiling(t_chunk_dec=2)
+    z = model.encode(random_video(17, 32, 32), chunked=chunked).mean
+    model.decode(z, chunked=chunked)
+    assert len(layouts) > 20 and all(layouts)
