@@ -96,9 +96,9 @@ def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
 
 # Below this many output pixels the weight transform (36 values per 3x3 filter, written once per call) costs more
-# than the multiplies Winograd saves: measured on 2 cores, 640 -> 640 channels at 32x32 runs 0.76x of F.conv3d for
-# one frame and 1.6x for five (benchmarks/conv3d_3x3.py).
-_WINOGRAD_MIN_PIXELS = 2048
+# than the multiplies Winograd saves: measured on 2 cores, 640 -> 640 channels (kt 1 or 3) runs 1.6x of F.conv3d
+# for one 32x32 frame and 0.6x for one 16x16 frame.
+_WINOGRAD_MIN_PIXELS = 1024
 
 
 def winograd_pays_off(x_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> bool:

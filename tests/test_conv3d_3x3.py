@@ -42,6 +42,8 @@ def test_layout_of_input_does_not_matter():
     x, w, b = conv_inputs()
     y = torch.ops.skiparse.conv3d_3x3(x.contiguous(memory_format=torch.channels_last_3d), w, b)
     assert torch.equal(y, torch.ops.skiparse.conv3d_3x3(x, w, b))
+    # The weight is read in place: a non-contiguous one must give the same result.
+    assert torch.equal(y, torch.ops.skiparse.conv3d_3x3(x, w.transpose(0, 1).contiguous().transpose(0, 1), b))
     torch.testing.assert_close(torch.ops.skiparse.conv3d_3x3(x[:, :, 1:], w, b), reference64(x[:, :, 1:], w, b))
 
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "huge_pages.h"
 #include "kernels.h"
 
 namespace skiparse::cpu {
@@ -63,24 +64,30 @@ inline void left_multiply(const double (&coef)[R][I], const S* in, int64_t in_st
   }
 }
 
-// U (kt, 36, C_in, C_out) = G g G^T for every 3x3 filter g of weight (C_out, C_in, kt, 3, 3), computed for all
-// output channels at once: with the weight as (kt, C_in, 3, 3, C_out) both products run over contiguous rows.
+// U (kt, 36, C_out, C_in) = G g G^T for every 3x3 filter g of weight (C_out, C_in, kt, 3, 3), read in place.
+// Each output channel's filters are one contiguous block; they are gathered kChan input channels at a time into
+// (9, kChan) so that both products run over channel vectors, and every U row written is C_in contiguous values.
 template <typename S>
 at::Tensor transform_weight(const at::Tensor& weight) {
-  const int64_t co_n = weight.size(0), ci_n = weight.size(1), kt_n = weight.size(2);
-  at::Tensor w = weight.permute({2, 1, 3, 4, 0}).contiguous();
-  at::Tensor u = at::empty({kt_n, kP, ci_n, co_n}, weight.options());
+  const at::Tensor w = weight.contiguous();
+  const int64_t co_n = w.size(0), ci_n = w.size(1), kt_n = w.size(2);
+  at::Tensor u = empty_huge({kt_n, kP, co_n, ci_n}, w.options());
   const S* wp = w.data_ptr<S>();
   S* up = u.data_ptr<S>();
-  at::parallel_for(0, kt_n * ci_n, 1, [&](int64_t begin, int64_t end) {
-    std::vector<S> gg(kA * 3 * co_n);  // G g: (6, 3) rows of C_out
+  at::parallel_for(0, co_n * kt_n, 1, [&](int64_t begin, int64_t end) {
+    S g[9][kChan], gg[kA][3][kChan], uu[kA][kA][kChan];
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t kt = row / ci_n, ci = row % ci_n;
-      const S* g = wp + row * 9 * co_n;
-      for (int j = 0; j < 3; ++j) left_multiply<S>(kG, g + j * co_n, 3 * co_n, gg.data() + j * co_n, 3 * co_n, co_n);
-      S* urow = up + (kt * kP * ci_n + ci) * co_n;  // + (a * 6 + b) * ci_n * co_n
-      for (int a = 0; a < kA; ++a)
-        left_multiply<S>(kG, gg.data() + a * 3 * co_n, co_n, urow + a * kA * ci_n * co_n, ci_n * co_n, co_n);
+      const int64_t co = row / kt_n, kt = row % kt_n;
+      for (int64_t c0 = 0; c0 < ci_n; c0 += kChan) {
+        const int64_t n = std::min(kChan, ci_n - c0);
+        const S* src = wp + ((co * ci_n + c0) * kt_n + kt) * 9;
+        for (int64_t c = 0; c < n; ++c)
+          for (int k = 0; k < 9; ++k) g[k][c] = src[c * kt_n * 9 + k];
+        // gg[a][j] = sum_i G[a][i] g[i][j], then u[a][b] = sum_j G[b][j] gg[a][j].
+        for (int j = 0; j < 3; ++j) left_multiply<S>(kG, g[j], 3 * kChan, gg[0][j], 3 * kChan, n);
+        for (int a = 0; a < kA; ++a) left_multiply<S>(kG, gg[a][0], kChan, uu[a][0], kChan, n);
+        for (int p = 0; p < kP; ++p) std::copy_n(uu[p / kA][p % kA], n, up + ((kt * kP + p) * co_n + co) * ci_n + c0);
+      }
     }
   });
   return u;
@@ -154,11 +161,11 @@ void transform_output(const S* m, const S* bias, const Geometry& g, int64_t row0
     }
 }
 
-// Output channels co0 .. co0 + u.size(3) of out, from their transformed weight u and bias (already offset).
+// Output channels co0 .. co0 + u.size(2) of out, from their transformed weight u and bias (already offset).
 template <typename S>
 void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, int64_t co0, at::Tensor& out) {
   const int64_t batch = x.size(0), t_in = x.size(2), t_out = out.size(2);
-  Geometry g{x.size(1), u.size(3), x.size(3), x.size(4), out.size(1), 0, 0};
+  Geometry g{x.size(1), u.size(2), x.size(3), x.size(4), out.size(1), 0, 0};
   const int64_t tiles_h = (g.h + kM - 1) / kM;
   g.tiles_w = (g.w + kM - 1) / kM;
   g.band_rows = std::clamp<int64_t>(kBandTiles / g.tiles_w, 1, tiles_h);
@@ -176,7 +183,7 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
   // Every thread's ring and accumulator in one allocation made here: large enough to be mmapped and returned to
   // the system when the call ends, where per-thread vectors would leave their heap arenas holding the memory.
   const int64_t ring_size = kt_n * kP * band_tiles * g.ci, scratch_size = ring_size + kP * band_tiles * g.co;
-  at::Tensor scratch = at::empty({at::get_num_threads(), scratch_size}, x.options());
+  at::Tensor scratch = empty_huge({at::get_num_threads(), scratch_size}, x.options());
   at::parallel_for(0, batch * bands * t_blocks, 1, [&](int64_t begin, int64_t end) {
     S* ring = scratch.data_ptr<S>() + at::get_thread_num() * scratch_size;
     S* acc = ring + ring_size;
@@ -192,9 +199,9 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
         if (to < to0) continue;
         for (int p = 0; p < kP; ++p)
           for (int64_t kt = 0; kt < kt_n; ++kt)
-            gemm<S>(false, false, tiles, g.co, g.ci, S(1),
+            gemm<S>(false, true, tiles, g.co, g.ci, S(1),
                     ring + ((to + kt) % kt_n) * slot_size + p * tiles * g.ci, g.ci,
-                    up + ((kt * kP + p) * g.ci) * g.co, g.co, S(kt == 0 ? 0 : 1), acc + p * tiles * g.co,
+                    up + (kt * kP + p) * g.co * g.ci, g.ci, S(kt == 0 ? 0 : 1), acc + p * tiles * g.co,
                     g.co);
         transform_output(acc, bias, g, row0, rows, op + (b * t_out + to) * frame_out);
       }
