@@ -117,7 +117,7 @@ def restore(x, sparsity_, group, length) -> None:
         )
 
 
-def conv3d_3x3(x, weight, bias) -> None:
+def conv3d_3x3(x, weight, bias, context=None) -> None:
     tensor("x", x, ndim=5)
     tensor("weight", weight, ndim=5)
     if x.dtype not in _FLOATS:
@@ -125,8 +125,18 @@ def conv3d_3x3(x, weight, bias) -> None:
     _same("weight", weight, x, "x")
     if weight.shape[3:] != (3, 3) or weight.shape[1] != x.shape[1]:
         raise ValueError(f"weight must be (C_out, C_in={x.shape[1]}, kt, 3, 3), got shape {tuple(weight.shape)}")
-    if not 1 <= weight.shape[2] <= x.shape[2]:
-        raise ValueError(f"weight's temporal size kt={weight.shape[2]} must be in 1..T={x.shape[2]} (x's frames)")
+    frames = x.shape[2]
+    if context is not None:
+        tensor("context", context, ndim=5)
+        _same("context", context, x, "x")
+        b, c, _, h, w = x.shape
+        if (context.shape[0], context.shape[1], *context.shape[3:]) != (b, c, h, w):
+            raise ValueError(f"context must be (B={b}, C_in={c}, Tc, H={h}, W={w}), the frames before x; "
+                             f"got shape {tuple(context.shape)}")  # fmt: skip
+        frames += context.shape[2]
+    if not 1 <= weight.shape[2] <= frames:
+        raise ValueError(f"weight's temporal size kt={weight.shape[2]} must be in 1..T={frames} "
+                         "(the frames of context and x)")  # fmt: skip
     if bias is not None:
         tensor("bias", bias, ndim=1)
         _same("bias", bias, x, "x")

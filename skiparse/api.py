@@ -75,24 +75,29 @@ def restore(x: torch.Tensor, sparsity: int = 4, group: bool = False, *, length: 
     return torch.ops.skiparse.restore(x, sparsity, group, length)
 
 
-def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+               context: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """``F.conv3d(x, weight, bias, padding=(0, 1, 1))`` for 3x3 spatial kernels, Winograd F(4x4, 3x3) on the CPU.
 
     Args:
         x: ``(B, C_in, T, H, W)``; channels-last (``torch.channels_last_3d``) avoids a copy on the CPU.
-        weight: ``(C_out, C_in, kt, 3, 3)``, any temporal size ``kt <= T`` (``kt = 1`` is a per-frame 2D conv).
+        weight: ``(C_out, C_in, kt, 3, 3)``, any temporal size ``kt <= Tc + T`` (``kt = 1`` is a per-frame 2D conv).
         bias: ``(C_out,)`` or ``None``.
+        context: ``(B, C_in, Tc, H, W)`` frames that come before x, or ``None``: the conv then runs over
+            ``cat([context, x], dim=2)``, which the CPU kernel never materialises (a causal conv's padding or
+            cached frames cost no copy of its input).
 
     Returns:
-        ``(B, C_out, T - kt + 1, H, W)``, channels-last from the CPU kernel. Stride 1, zero padding 1 in space and
-        none in time. The CPU backend computes float32/float64 with 4x fewer multiplies than a direct conv (rounding
-        differs from it by ~1e-6 relative in float32); other devices and dtypes run ``F.conv3d``.
+        ``(B, C_out, Tc + T - kt + 1, H, W)``, channels-last from the CPU kernel. Stride 1, zero padding 1 in space
+        and none in time. The CPU backend computes float32/float64 with 4x fewer multiplies than a direct conv
+        (rounding differs from it by ~1e-6 relative in float32); other devices and dtypes run ``F.conv3d``.
     """
-    _validate.conv3d_3x3(x, weight, bias)
+    _validate.conv3d_3x3(x, weight, bias, context)
+    frames = x.shape[2] + (0 if context is None else context.shape[2])
     if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or resolve(x.device) != "cpu"
-            or not winograd_pays_off(x.shape, weight.shape)):  # fmt: skip
-        return reference.conv3d_3x3(x, weight, bias)
-    return torch.ops.skiparse.conv3d_3x3(x, weight, bias)
+            or not winograd_pays_off((*x.shape[:2], frames, *x.shape[3:]), weight.shape)):  # fmt: skip
+        return reference.conv3d_3x3(x, weight, bias, context)
+    return torch.ops.skiparse.conv3d_3x3(x, weight, bias, context)
 
 
 # Below this many output pixels the weight transform (36 values per 3x3 filter, written once per call) costs more

@@ -14,8 +14,9 @@ Shapes (``k`` = sparsity, ``Lp`` = L padded to a multiple of k^2):
   logsumexps are kept for the backward; rows whose keys are all masked have ``lse = +inf`` and output 0.
   Without text, ``T = 0``.
 - ``attention_backward(...) -> dq, dk, dv, dtext_q, dtext_k, dtext_v``
-- ``conv3d_3x3(input (B, C_in, T, H, W), weight (C_out, C_in, kt, 3, 3), bias (C_out,)?) -> (B, C_out, T-kt+1, H, W)``:
-  stride 1, zero padding 1 in space and none in time (the WF-VAE's causal convs pad time themselves); output
+- ``conv3d_3x3(input (B, C_in, T, H, W), weight (C_out, C_in, kt, 3, 3), bias (C_out,)?, context (B, C_in, Tc, H, W)?)``
+  ``-> (B, C_out, Tc+T-kt+1, H, W)``: the conv of ``cat([context, input], dim=2)`` (read in place, so a causal
+  conv's padding frames cost no copy of its input), stride 1, zero padding 1 in space and none in time; output
   channels-last. CPU only (Winograd); its gradient is the ordinary conv3d gradient.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ _ATTN_ARGS = (
 )
 _lib.define("reorder(Tensor x, int sparsity, bool group) -> Tensor")
 _lib.define("restore(Tensor x, int sparsity, bool group, int length) -> Tensor")
-_lib.define("conv3d_3x3(Tensor input, Tensor weight, Tensor? bias) -> Tensor")
+_lib.define("conv3d_3x3(Tensor input, Tensor weight, Tensor? bias, Tensor? context=None) -> Tensor")
 _lib.define(f"attention({_ATTN_ARGS}) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _lib.define(
     f"attention_backward(Tensor dout, Tensor dtext_out, {_ATTN_ARGS}, Tensor out, Tensor lse, "
@@ -52,8 +53,9 @@ def _restore_fake(x, sparsity, group, length):
 
 
 @torch.library.register_fake("skiparse::conv3d_3x3")
-def _conv3d_3x3_fake(input, weight, bias):
+def _conv3d_3x3_fake(input, weight, bias, context=None):
     B, _, T, H, W = input.shape
+    T += 0 if context is None else context.shape[2]
     shape = (B, weight.shape[0], T - weight.shape[2] + 1, H, W)
     return input.new_empty(shape).contiguous(memory_format=torch.channels_last_3d)
 
@@ -128,19 +130,24 @@ torch.library.register_autograd("skiparse::attention", _attention_backward, setu
 
 
 def _conv3d_3x3_setup(ctx, inputs, output):
-    input, weight, bias = inputs
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(input, weight)
+    input, weight, bias, context = inputs
+    ctx.has_bias, ctx.has_context = bias is not None, context is not None
+    ctx.save_for_backward(input, weight, context)
 
 
 def _conv3d_3x3_backward(ctx, grad):
-    input, weight = ctx.saved_tensors
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+    input, weight, context = ctx.saved_tensors
+    full = input if context is None else torch.cat([context, input], dim=2)
+    needs_input = ctx.needs_input_grad[0] or (ctx.has_context and ctx.needs_input_grad[3])
+    mask = [needs_input, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
     dx, dw, db = torch.ops.aten.convolution_backward(
-        grad, input, weight, [weight.shape[0]] if ctx.has_bias else None,
+        grad, full, weight, [weight.shape[0]] if ctx.has_bias else None,
         [1, 1, 1], [0, 1, 1], [1, 1, 1], False, [0, 0, 0], 1, mask,
     )
-    return dx, dw, db
+    dcontext = None
+    if ctx.has_context and dx is not None:
+        dcontext, dx = dx.split([context.shape[2], input.shape[2]], dim=2)
+    return dx, dw, db, dcontext
 
 
 torch.library.register_autograd("skiparse::conv3d_3x3", _conv3d_3x3_backward, setup_context=_conv3d_3x3_setup)

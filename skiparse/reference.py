@@ -71,6 +71,10 @@ def skiparse_attention(q, k, v, sparsity, group, text_q, text_k, text_v, text_ma
     return video_out, text_out
 
 
-def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Reference of ``torch.ops.skiparse.conv3d_3x3``: stride 1, zero padding 1 in space, none in time."""
+def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               context: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Reference of ``torch.ops.skiparse.conv3d_3x3``: the conv of ``cat([context, x], dim=2)``, stride 1, zero
+    padding 1 in space, none in time."""
+    if context is not None:
+        x = torch.cat([context, x], dim=2)
     return F.conv3d(x, weight, bias, padding=(0, 1, 1))

@@ -1,4 +1,5 @@
-"""conv3d_3x3 (Winograd F(4x4, 3x3) on the CPU) against F.conv3d in float64; gradients, opcheck, routing, errors."""
+"""conv3d_3x3 (Winograd F(4x4, 3x3) on the CPU) against F.conv3d in float64; context frames; gradients, opcheck,
+routing, errors."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,25 @@ def test_layout_of_input_does_not_matter():
     torch.testing.assert_close(torch.ops.skiparse.conv3d_3x3(x[:, :, 1:], w, b), reference64(x[:, :, 1:], w, b))
 
 
+# Context frames: fewer than kt - 1, exactly kt - 1, more than kt; with kt 1 and 3 and x shorter than kt.
+@pytest.mark.parametrize("Tc,T,kt", [(1, 4, 3), (2, 4, 3), (5, 2, 3), (2, 1, 3), (3, 2, 1), (0, 3, 3)])
+def test_context_frames_come_before_x(Tc, T, kt):
+    x, w, b = conv_inputs(2, 70, 9, T, 9, 7, kt)
+    context = torch.randn(2, 70, Tc, 9, 7, dtype=x.dtype, generator=torch.Generator().manual_seed(1))
+    y = torch.ops.skiparse.conv3d_3x3(x, w, b, context)
+    assert y.shape == (2, 9, Tc + T - kt + 1, 9, 7)
+    torch.testing.assert_close(y, reference64(torch.cat([context, x], dim=2), w, b), rtol=0, atol=1e-12)
+
+
+def test_context_gradcheck_and_opcheck():
+    x, w, b = conv_inputs(1, 2, 3, 1, 5, 6, 3)
+    context = torch.randn(1, 2, 2, 5, 6, dtype=x.dtype)
+    args = [t.requires_grad_(True) for t in (x, w, b, context)]
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.skiparse.conv3d_3x3(*a), args)
+    torch.library.opcheck(torch.ops.skiparse.conv3d_3x3.default, (x, w, b, context))
+    torch.library.opcheck(torch.ops.skiparse.conv3d_3x3.default, (x.detach(), w, None, context.detach()))
+
+
 @pytest.mark.parametrize("ci,co,H,W", [(70, 33, 13, 11), (16, 16, 5, 6), (160, 96, 24, 20)])
 def test_float32_error_rule(ci, co, H, W):
     """float32 error vs float64 at most 2x that of F.conv3d in float32, plus a floor for Winograd's coefficients."""
@@ -79,6 +99,11 @@ def test_public_function_routes_small_convs_to_conv3d(monkeypatch):
     assert torch.equal(skiparse.conv3d_3x3(x, w, b), direct)
     monkeypatch.setattr(skiparse.api, "_WINOGRAD_MIN_PIXELS", 0)
     assert torch.equal(skiparse.conv3d_3x3(x, w, b), winograd)
+    # With context frames the fallback concatenates them: the same conv on either path.
+    head, tail = x[:, :, :2], x[:, :, 2:]
+    assert torch.equal(skiparse.conv3d_3x3(tail, w, b, context=head), winograd)
+    with skiparse.use_backend("reference"):
+        assert torch.equal(skiparse.conv3d_3x3(tail, w, b, context=head), direct)
     with skiparse.use_backend("reference"):
         assert torch.equal(skiparse.conv3d_3x3(x, w, b), direct)
     assert torch.equal(skiparse.conv3d_3x3(x.bfloat16(), w.bfloat16(), b.bfloat16()),
@@ -91,17 +116,22 @@ def test_public_function_routes_small_convs_to_conv3d(monkeypatch):
         (dict(x=torch.randn(2, 5, 4, 9)), ValueError, "x must have 5"),
         (dict(w=torch.randn(7, 5, 3, 3, 2, dtype=torch.float64)), ValueError, r"weight must be \(C_out, C_in=5"),
         (dict(w=torch.randn(7, 4, 3, 3, 3, dtype=torch.float64)), ValueError, r"weight must be \(C_out, C_in=5"),
-        (dict(w=torch.randn(7, 5, 5, 3, 3, dtype=torch.float64)), ValueError, "kt=5 must be in 1..T=4"),
+        (dict(w=torch.randn(7, 5, 5, 3, 3, dtype=torch.float64)), ValueError, "kt=5 must be in 1..T=4 "),
         (dict(w=torch.randn(7, 5, 3, 3, 3)), TypeError, "weight has dtype torch.float32"),
         (dict(b=torch.randn(6, dtype=torch.float64)), ValueError, r"bias must be \(C_out=7,\)"),
         (dict(x=torch.zeros(2, 5, 4, 9, 7, dtype=torch.int64)), TypeError, "x must be a floating tensor"),
+        (dict(c=torch.randn(2, 5, 2, 9, 6, dtype=torch.float64)), ValueError,
+         r"context must be \(B=2, C_in=5, Tc, H=9, W=7\)"),
+        (dict(c=torch.randn(2, 5, 2, 9, 7)), TypeError, "context has dtype torch.float32"),
+        (dict(w=torch.randn(7, 5, 7, 3, 3, dtype=torch.float64), c=torch.randn(2, 5, 2, 9, 7, dtype=torch.float64)),
+         ValueError, r"kt=7 must be in 1..T=6 \(the frames of context and x\)"),
     ],
 )
 def test_bad_input_is_named(change, error, message):
     x, w, b = conv_inputs()
-    args = dict(x=x, w=w, b=b) | change
+    args = dict(x=x, w=w, b=b, c=None) | change
     with pytest.raises(error, match=message):
-        skiparse.conv3d_3x3(args["x"], args["w"], args["b"])
+        skiparse.conv3d_3x3(args["x"], args["w"], args["b"], context=args["c"])
 
 
 def test_torch_compile_fullgraph_forward_and_backward():

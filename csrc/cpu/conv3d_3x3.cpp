@@ -161,10 +161,12 @@ void transform_output(const S* m, const S* bias, const Geometry& g, int64_t row0
     }
 }
 
-// Output channels co0 .. co0 + u.size(2) of out, from their transformed weight u and bias (already offset).
+// Output channels co0 .. co0 + u.size(2) of out, from their transformed weight u and bias (already offset). The
+// input frames are those of ctx (B, C_in, Tc, H, W; Tc may be 0) followed by those of x.
 template <typename S>
-void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, int64_t co0, at::Tensor& out) {
-  const int64_t batch = x.size(0), t_in = x.size(2), t_out = out.size(2);
+void run(const at::Tensor& ctx, const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, int64_t co0,
+         at::Tensor& out) {
+  const int64_t batch = x.size(0), t_ctx = ctx.size(2), t_x = x.size(2), t_out = out.size(2);
   Geometry g{x.size(1), u.size(2), x.size(3), x.size(4), out.size(1), 0, 0};
   const int64_t tiles_h = (g.h + kM - 1) / kM;
   g.tiles_w = (g.w + kM - 1) / kM;
@@ -176,6 +178,10 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
   const int64_t t_block = (t_out + t_blocks - 1) / t_blocks;
   const int64_t frame_in = g.h * g.w * g.ci, frame_out = g.h * g.w * g.co_stride;
   const S* xp = x.data_ptr<S>();
+  const S* cp = ctx.data_ptr<S>();
+  auto frame = [&](int64_t b, int64_t ti) {
+    return ti < t_ctx ? cp + (b * t_ctx + ti) * frame_in : xp + (b * t_x + ti - t_ctx) * frame_in;
+  };
   const S* up = u.data_ptr<S>();
   S* op = out.data_ptr<S>() + co0;
   const int64_t band_tiles = g.band_rows * g.tiles_w;
@@ -194,7 +200,7 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
       const int64_t to0 = tb * t_block, to1 = std::min(t_out, to0 + t_block);
       const int64_t slot_size = kP * tiles * g.ci;
       for (int64_t ti = to0; ti < to1 + kt_n - 1; ++ti) {
-        transform_input(xp + (b * t_in + ti) * frame_in, g, row0, rows, ring + (ti % kt_n) * slot_size);
+        transform_input(frame(b, ti), g, row0, rows, ring + (ti % kt_n) * slot_size);
         const int64_t to = ti - (kt_n - 1);
         if (to < to0) continue;
         for (int p = 0; p < kP; ++p)
@@ -211,18 +217,28 @@ void run(const at::Tensor& x, const at::Tensor& u, const S* bias, int64_t kt_n, 
 
 }  // namespace
 
-Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bias) {
+Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bias, const OptTensor& context) {
+  const int64_t t_ctx = context ? context->size(2) : 0;
   TORCH_CHECK(input.dim() == 5 && weight.dim() == 5 && weight.size(3) == 3 && weight.size(4) == 3 &&
-                  weight.size(1) == input.size(1) && input.size(2) >= weight.size(2),
-              "skiparse::conv3d_3x3: expected input (B, C_in, T, H, W) and weight (C_out, C_in, kt <= T, 3, 3), got ",
-              input.sizes(), " and ", weight.sizes());
+                  weight.size(1) == input.size(1) && t_ctx + input.size(2) >= weight.size(2),
+              "skiparse::conv3d_3x3: expected input (B, C_in, T, H, W) and weight (C_out, C_in, kt <= Tc + T, 3, 3), "
+              "got ", input.sizes(), " and ", weight.sizes());
+  TORCH_CHECK(!context || (context->dim() == 5 && context->size(0) == input.size(0) &&
+                           context->size(1) == input.size(1) && context->size(3) == input.size(3) &&
+                           context->size(4) == input.size(4) && context->scalar_type() == input.scalar_type()),
+              "skiparse::conv3d_3x3: expected context (B, C_in, Tc, H, W) of the input's dtype, got ",
+              context ? context->sizes() : input.sizes());
   TORCH_CHECK(input.scalar_type() == weight.scalar_type() &&
                   (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble),
               "skiparse::conv3d_3x3: the CPU kernel takes float32 or float64 input and weight of one dtype, got ",
               input.scalar_type(), " and ", weight.scalar_type());
   const int64_t kt_n = weight.size(2);
   at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast3d);
-  at::Tensor out = at::empty({input.size(0), weight.size(0), input.size(2) - kt_n + 1, input.size(3), input.size(4)},
+  // No context is an empty one: the frame lookup then never reads it.
+  const at::Tensor ctx = context ? context->contiguous(at::MemoryFormat::ChannelsLast3d)
+                                 : input.new_empty({input.size(0), input.size(1), 0, input.size(3), input.size(4)});
+  at::Tensor out = at::empty({input.size(0), weight.size(0), t_ctx + input.size(2) - kt_n + 1, input.size(3),
+                              input.size(4)},
                              input.options().memory_format(at::MemoryFormat::ChannelsLast3d));
   if (out.numel() == 0) return out;
   at::Tensor b;
@@ -241,7 +257,7 @@ Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bi
     for (int64_t co0 = 0; co0 < co_n; co0 += block) {
       const int64_t n = std::min(block, co_n - co0);
       at::Tensor u = transform_weight<scalar_t>(weight.narrow(0, co0, n));
-      run<scalar_t>(x, u, b.defined() ? b.data_ptr<scalar_t>() + co0 : nullptr, kt_n, co0, out);
+      run<scalar_t>(ctx, x, u, b.defined() ? b.data_ptr<scalar_t>() + co0 : nullptr, kt_n, co0, out);
     }
   });
   return out;

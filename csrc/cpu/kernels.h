@@ -27,8 +27,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
     const OptTensor& video_mask, int64_t sparsity, bool group, double scale, const Tensor& out, const Tensor& lse,
     const Tensor& text_parts, const Tensor& text_lse);
 
-// Stride-1 conv3d, weight (C_out, C_in, kt, 3, 3), zero padding 1 in space, none in time (Winograd F(4x4, 3x3)):
-// (B, C_in, T, H, W) -> (B, C_out, T - kt + 1, H, W), channels-last.
-Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bias);
+// Stride-1 conv3d, weight (C_out, C_in, kt, 3, 3), zero padding 1 in space, none in time (Winograd F(4x4, 3x3)),
+// of the frames of context (B, C_in, Tc, H, W) followed by those of input (B, C_in, T, H, W):
+// -> (B, C_out, Tc + T - kt + 1, H, W), channels-last.
+Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bias, const OptTensor& context);
 
 }  // namespace skiparse::cpu

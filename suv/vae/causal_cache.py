@@ -4,7 +4,8 @@ Every temporal layer of the WF-VAE is causal, except that the decoder's trilinea
 ahead. A chunked pass therefore feeds frames through the network in consecutive pieces, and each layer keeps under
 its own key exactly what the next piece needs:
 
-- a causal convolution keeps the input frames its next output window still reads (``causal_context``);
+- a causal convolution keeps the input frames its next output window still reads (``causal_context``), which
+  come before the chunk's own frames;
 - a temporal upsampler keeps its last input frame and emits the frames that depend on the next one a chunk later;
 - the decoder keeps skip-connection frames that are ahead of its main path (``aligned_frames``).
 
@@ -45,29 +46,32 @@ def is_final(cache: CausalCache | None) -> bool:
     return cache is None or cache.final
 
 
-def _cat_frames(held: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def cat_frames(held: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """torch.cat along time, in x's layout. torch.cat falls back to the standard layout when a part's layout is
     ambiguous (a single frame), and every later layer of the chunk would then convert its input."""
     return torch.cat([held, x], dim=2).contiguous(memory_format=memory_format(x))
 
 
 def causal_context(x: torch.Tensor, kernel: int, stride: int, key: Hashable, cache: CausalCache | None) -> torch.Tensor:
-    """Prepend the temporal context of a causal conv with temporal ``kernel``/``stride`` (no temporal padding).
+    """The temporal context of a causal conv with temporal ``kernel``/``stride`` (no temporal padding): the frames
+    that its input ``cat_frames(context, x)`` has before x.
 
-    x: (B, C, T, H, W) -> (B, C, K + T, H, W). At the start of a clip the context is the first frame repeated
+    x: (B, C, T, H, W) -> context (B, C, K, H, W). At the start of a clip it is the first frame repeated
     ``kernel - 1`` times; later chunks get the frames the previous chunk left unconsumed, which keeps strided
-    output windows aligned with the direct pass for any chunk length.
+    output windows aligned with the direct pass for any chunk length. Returned apart from x so that a conv can
+    read both in place (``skiparse.conv3d_3x3``'s ``context``) instead of from a full-size copy.
     """
     held = None if cache is None else cache.pop(key)
     if held is None:
         # Materialised in x's layout: concatenating a stride-0 view would drop a channels-last layout.
         held = x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1).contiguous(memory_format=memory_format(x))
-    x = _cat_frames(held, x)
     if cache is not None:
-        consumed = max((x.shape[2] - kernel) // stride + 1, 0) * stride
-        # clone: a view would keep the whole chunk alive until the next one.
-        cache.put(key, x[:, :, consumed:].clone(memory_format=memory_format(x)))
-    return x
+        consumed = max((held.shape[2] + x.shape[2] - kernel) // stride + 1, 0) * stride
+        # The unconsumed frames of [held, x], cloned: a view would keep the whole chunk alive until the next one.
+        t = held.shape[2]
+        rest = x[:, :, consumed - t :] if consumed >= t else cat_frames(held[:, :, consumed:], x)
+        cache.put(key, rest.clone(memory_format=memory_format(x)))
+    return held
 
 
 def aligned_frames(frames: torch.Tensor, count: int, key: Hashable, cache: CausalCache | None) -> torch.Tensor:
@@ -79,7 +83,7 @@ def aligned_frames(frames: torch.Tensor, count: int, key: Hashable, cache: Causa
         return frames
     held = cache.pop(key)
     if held is not None:
-        frames = _cat_frames(held, frames)
+        frames = cat_frames(held, frames)
     if frames.shape[2] < count:
         raise RuntimeError(f"causal cache underflow at {key!r}: need {count} frames, have {frames.shape[2]}")
     cache.put(key, frames[:, :, count:].clone(memory_format=memory_format(frames)))

@@ -13,7 +13,7 @@ from torch import nn
 
 import skiparse
 
-from .causal_cache import CausalCache, causal_context, is_final, memory_format
+from .causal_cache import CausalCache, cat_frames, causal_context, is_final, memory_format
 
 
 def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -21,12 +21,13 @@ def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int, int],
-            padding: tuple[int, int, int]) -> torch.Tensor:  # fmt: skip
-    """F.conv3d in x's layout; 3x3 stride-1 convs padded 1 in space only run ``skiparse.conv3d_3x3`` (Winograd)."""
+            padding: tuple[int, int, int], context: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """F.conv3d of ``cat_frames(context, x)`` in x's layout; 3x3 stride-1 convs padded 1 in space only run
+    ``skiparse.conv3d_3x3`` (Winograd), which reads the context frames in place."""
     if stride == (1, 1, 1) and weight.shape[3:] == (3, 3) and padding == (0, 1, 1):
-        y = skiparse.conv3d_3x3(x, weight, bias)
+        y = skiparse.conv3d_3x3(x, weight, bias, context=context)
     else:
-        y = F.conv3d(x, weight, bias, stride, padding)
+        y = F.conv3d(x if context is None else cat_frames(context, x), weight, bias, stride, padding)
     return y.contiguous(memory_format=memory_format(x))
 
 
@@ -44,9 +45,8 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride, (0, padding[1], padding[2]), bias=bias)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        if self.time_kernel > 1:
-            x = causal_context(x, self.time_kernel, self.time_stride, self, cache)
-        return _conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, self.conv.padding)
+        context = causal_context(x, self.time_kernel, self.time_stride, self, cache) if self.time_kernel > 1 else None
+        return _conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, self.conv.padding, context)
 
 
 class FrameConv2d(nn.Conv2d):
@@ -99,7 +99,8 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x), inplace=True), cache)
-        h = self.conv2(F.silu(self.norm2(h), inplace=True), cache)
+        h = F.silu(self.norm2(h), inplace=True)  # rebound before conv2 runs: conv1's output is freed first
+        h = self.conv2(h, cache)
         shortcut = self.nin_shortcut(x, cache) if hasattr(self, "nin_shortcut") else x
         return h.add_(shortcut)
 

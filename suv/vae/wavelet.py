@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .causal_cache import CausalCache, causal_context, memory_format
+from .causal_cache import CausalCache, cat_frames, causal_context, memory_format
 from .layers import CausalConv3d
 
 HAAR_3D_SUBBANDS = ("h", "g", "hh", "gh", "h_v", "g_v", "hh_v", "gh_v")
@@ -73,7 +73,7 @@ class HaarWaveletTransform3D(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         c = x.shape[1]
         kernels = torch.cat([getattr(self, f"{n}_conv").conv.weight for n in HAAR_3D_SUBBANDS]).to(x.dtype)
-        x = causal_context(x, 2, 2, self, cache)
+        x = cat_frames(causal_context(x, 2, 2, self, cache), x)
         out = F.conv3d(x, kernels.repeat(c, 1, 1, 1, 1), stride=2, groups=c)
         return _to_band_major(out, len(HAAR_3D_SUBBANDS))
 

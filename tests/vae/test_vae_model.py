@@ -300,10 +300,10 @@ def test_every_conv_input_stays_channels_last(chunked, monkeypatch):
 
     layouts = []
 
-    def spy(x, weight, bias, stride, padding):
+    def spy(x, weight, bias, stride, padding, context=None):
         if x.shape[2] > 1:  # a single frame's layout is ambiguous
             layouts.append(x.stride(1) == 1)  # channels innermost (a channel slice of a channels-last tensor too)
-        return conv3d(x, weight, bias, stride, padding)
+        return conv3d(x, weight, bias, stride, padding, context)
 
     conv3d = layers._conv3d
     monkeypatch.setattr(layers, "_conv3d", spy)
