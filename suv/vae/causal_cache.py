@@ -67,10 +67,13 @@ def causal_context(x: torch.Tensor, kernel: int, stride: int, key: Hashable, cac
         held = x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1).contiguous(memory_format=memory_format(x))
     if cache is not None:
         consumed = max((held.shape[2] + x.shape[2] - kernel) // stride + 1, 0) * stride
-        # The unconsumed frames of [held, x], cloned: a view would keep the whole chunk alive until the next one.
+        # The unconsumed frames of [held, x], as a new tensor: a view would keep the whole chunk alive until the next.
         t = held.shape[2]
-        rest = x[:, :, consumed - t :] if consumed >= t else cat_frames(held[:, :, consumed:], x)
-        cache.put(key, rest.clone(memory_format=memory_format(x)))
+        if consumed >= t:
+            rest = x[:, :, consumed - t :].clone(memory_format=memory_format(x))
+        else:
+            rest = cat_frames(held[:, :, consumed:], x)  # already a new tensor
+        cache.put(key, rest)
     return held
 
 
