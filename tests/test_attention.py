@@ -49,6 +49,7 @@ def test_tiles_span_several_blocks(k, group):
     compare_fp64(make_inputs(1, 2600, 2, 16, 37, dtype=torch.float64, masks=True), k, group)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("k,group", [(1, False), (2, True), (3, False), (4, True), (8, False)])
 def test_flash_attention_error_rule(dtype, k, group):

@@ -268,6 +268,7 @@ def test_channels_last_activations_give_the_standard_layout_result_and_gradients
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.numerics
 def test_winograd_convs_match_direct_convs_and_keep_chunking_exact(monkeypatch):
     """The 3x3 convs run ``skiparse.conv3d_3x3`` (Winograd) from 1024 output pixels, F.conv3d below: forcing either
     path everywhere gives the same video and latent, and chunked stays within 1e-4 of direct on Winograd."""
