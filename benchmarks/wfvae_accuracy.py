@@ -67,7 +67,8 @@ def main() -> None:
     print(f"float64 F.conv3d output: max |y| = {peak:.3g}\n")
     print("| float32 decode, 3x3 convs on | max abs error | RMS error | PSNR vs float64 (peak-to-peak 2) |")
     print("|---|---|---|---|")
-    for label, backend in (("`F.conv3d` (oneDNN)", "reference"), ("`skiparse.conv3d_3x3` (Winograd, as routed)", "auto")):
+    paths = (("`F.conv3d` (oneDNN)", "reference"), ("`skiparse.conv3d_3x3` (Winograd, as routed)", "auto"))
+    for label, backend in paths:
         err = decode(model, z, torch.float32, backend) - reference
         rms = err.square().mean().sqrt().item()
         psnr = 20 * math.log10(2 / rms) if rms > 0 else math.inf
