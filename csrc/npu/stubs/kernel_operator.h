@@ -3,7 +3,8 @@
 // reimplementation of the documented semantics (DataCopyPad: blockLen in bytes, GM strides in bytes, UB strides in
 // 32-byte blocks, every UB block starting on a 32-byte boundary). It throws std::logic_error where real hardware
 // would go wrong quietly: UB overflow, an unaligned UB address, a copy out of bounds, a queue buffer used out of turn,
-// a vector write read by MTE3 without a V_MTE3 flag. Every instruction runs at once, in program order.
+// a vector write read by MTE3 without a V_MTE3 flag, a kernel that does not declare itself vector-only. Every
+// instruction runs at once, in program order.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,25 @@
 #define __gm__
 #define GM_ADDR uint8_t*
 
+// Kernel types of KERNEL_TASK_TYPE_DEFAULT (CANN: global namespace, in this order).
+enum KernelMetaType : uint8_t {
+  KERNEL_TYPE_AIV_ONLY,
+  KERNEL_TYPE_AIC_ONLY,
+  KERNEL_TYPE_MIX_AIV_1_0,
+  KERNEL_TYPE_MIX_AIC_1_0,
+  KERNEL_TYPE_MIX_AIC_1_1,
+  KERNEL_TYPE_MIX_AIC_1_2,
+  KERNEL_TYPE_AICORE,
+  KERNEL_TYPE_VECTORCORE,
+  KERNEL_TYPE_MIX_AICORE,
+  KERNEL_TYPE_MIX_VECTOR_CORE,
+  KERNEL_TYPE_MAX,
+};
+// A statement in the kernel's body. Several kernels in one compilation unit turn off the compiler's inference of
+// the kernel type, so the model requires the declaration: a kernel taken as MIX would start cube cores as well and
+// blockDim would no longer count vector cores only.
+#define KERNEL_TASK_TYPE_DEFAULT(value) ::AscendC::twin::declare_kernel_type(value)
+
 namespace AscendC {
 
 enum class TPosition : uint8_t { GM, VECIN, VECOUT, VECCALC };
@@ -26,10 +46,22 @@ using TEventID = int8_t;
 
 namespace twin {
 inline int64_t block_idx = 0;          // GetBlockIdx(): the driver sets it before running each core
+inline KernelMetaType kernel_type = KERNEL_TYPE_MAX;  // KERNEL_TYPE_MAX: not declared by the running kernel
 inline int64_t ub_bytes = 192 * 1024;  // what one TPipe may hand out
 constexpr uint64_t kBlock = 32;
 
 [[noreturn]] inline void fail(const std::string& what) { throw std::logic_error("AscendC twin: " + what); }
+
+// The driver's launch of one core: its block index, and no kernel type declared yet.
+inline void start_core(int64_t core) {
+  block_idx = core;
+  kernel_type = KERNEL_TYPE_MAX;
+}
+
+inline void declare_kernel_type(KernelMetaType type) {
+  if (type != KERNEL_TYPE_AIV_ONLY) fail("the model runs vector-only kernels (KERNEL_TYPE_AIV_ONLY)");
+  kernel_type = type;
+}
 inline uint64_t align_block(uint64_t bytes) { return (bytes + kBlock - 1) / kBlock * kBlock; }
 
 // A UB buffer of a queue or a TBuf, and which step of its life it is in.
@@ -178,7 +210,11 @@ void Duplicate(const LocalTensor<T>& dst, const T& scalarValue, const int32_t& c
 namespace twin {
 class Pipe {
  public:
-  Pipe() : ub_(static_cast<size_t>(ub_bytes), 0xCD) { current_pipe = this; }
+  Pipe() : ub_(static_cast<size_t>(ub_bytes), 0xCD) {
+    if (kernel_type == KERNEL_TYPE_MAX)
+      fail("kernel type not declared: a unit with several kernels needs KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY)");
+    current_pipe = this;
+  }
   ~Pipe() { current_pipe = nullptr; }
   Pipe(const Pipe&) = delete;
   Pipe& operator=(const Pipe&) = delete;
