@@ -20,10 +20,27 @@
 
 namespace {
 
-constexpr int64_t kUbBytes = 192 * 1024;  // Unified Buffer of a 910B vector core
+// What the tiling needs of the NPU, from CANN's platform info (one SoC type per process, so queried once).
+struct Platform {
+  int64_t vector_cores;
+  int64_t ub_bytes;  // Unified Buffer of one vector core; the tiling leaves its reserved top (tiling.h)
+};
 
-int64_t vector_cores() {
-  return static_cast<int64_t>(platform_ascendc::PlatformAscendCManager::GetInstance()->GetCoreNumAiv());
+Platform query_platform() {
+  const platform_ascendc::PlatformAscendC* p = platform_ascendc::PlatformAscendCManager::GetInstance();
+  TORCH_CHECK(p != nullptr, "skiparse npu: CANN's PlatformAscendCManager::GetInstance() failed: the platform info of "
+              "this NPU could not be loaded (source <CANN>/set_env.sh of the toolkit skiparse was built with)");
+  uint64_t ub = 0;
+  p->GetCoreMemSize(platform_ascendc::CoreMemType::UB, ub);
+  const uint32_t cores = p->GetCoreNumAiv();
+  TORCH_CHECK(cores > 0 && ub > 0, "skiparse npu: CANN's platform info reports ", cores, " AI vector cores and a ",
+              ub, "-byte Unified Buffer");
+  return {static_cast<int64_t>(cores), static_cast<int64_t>(ub)};
+}
+
+const Platform& platform() {
+  static const Platform p = query_platform();  // a failed query throws and is retried by the next call
+  return p;
 }
 
 // The tiling struct as a device tensor (the kernel reads it through a GM_ADDR).
@@ -57,8 +74,8 @@ void row_shape(const at::Tensor& x, int64_t& B, int64_t& L, int64_t& C) {
 
 skiparse::npu::ReorderTiling tiling_for(int64_t B, int64_t L, int64_t T, int64_t C, int64_t sparsity, bool group,
                                         const at::Tensor& x) {
-  return skiparse::npu::make_reorder_tiling(B, L, T, C, sparsity, group, x.element_size(), kUbBytes,
-                                            vector_cores());
+  return skiparse::npu::make_reorder_tiling(B, L, T, C, sparsity, group, x.element_size(), platform().ub_bytes,
+                                            platform().vector_cores);
 }
 
 // Video (B, L, *F) and optional text (B, T, *F) -> the joint layout (k*B, SUB + T, *F): every sub-sequence's

@@ -2,7 +2,7 @@
 // on the host (kernels_cpu_twin.cpp, tests/npu/test_npu_kernels_twin.py). Not CANN's CPU debug library: a small
 // reimplementation of the documented semantics (DataCopyPad: blockLen in bytes, GM strides in bytes, UB strides in
 // 32-byte blocks, every UB block starting on a 32-byte boundary). It throws std::logic_error where real hardware
-// would go wrong quietly: UB overflow, an unaligned UB address, a copy out of bounds, a queue buffer used out of turn,
+// would go wrong quietly: UB overflow (its reserved top included), an unaligned UB address, a copy out of bounds, a queue buffer used out of turn,
 // a vector write read by MTE3 without a V_MTE3 flag, a kernel that does not declare itself vector-only. Every
 // instruction runs at once, in program order.
 #pragma once
@@ -47,8 +47,10 @@ using TEventID = int8_t;
 namespace twin {
 inline int64_t block_idx = 0;          // GetBlockIdx(): the driver sets it before running each core
 inline KernelMetaType kernel_type = KERNEL_TYPE_MAX;  // KERNEL_TYPE_MAX: not declared by the running kernel
-inline int64_t ub_bytes = 192 * 1024;  // what one TPipe may hand out
+inline int64_t ub_bytes = 192 * 1024;  // the UB of one vector core (the driver sets it)
 constexpr uint64_t kBlock = 32;
+// The top 8 KiB of the UB are the API's scratch (910B: a TPipe hands out TOTAL_VEC_LOCAL_SIZE = 184 of 192 KiB).
+constexpr int64_t kReservedScratch = 8 * 1024;
 
 [[noreturn]] inline void fail(const std::string& what) { throw std::logic_error("AscendC twin: " + what); }
 
@@ -221,7 +223,11 @@ class Pipe {
 
   Buffer* allocate(uint64_t bytes, Buffer::State state) {
     const uint64_t size = align_block(bytes);
-    if (used_ + size > ub_.size()) fail("UB overflow: " + std::to_string(used_ + size) + " bytes");
+    const uint64_t usable = ub_.size() > uint64_t{kReservedScratch} ? ub_.size() - kReservedScratch : 0;
+    if (used_ + size > usable)
+      fail("UB overflow: TPipe buffers of " + std::to_string(used_ + size) + " bytes, but " + std::to_string(usable) +
+           " of the " + std::to_string(ub_.size()) + "-byte UB lie below its reserved API scratch (the top " +
+           std::to_string(kReservedScratch) + " bytes)");
     buffers_.push_back(Buffer{state, ub_.data() + used_, used_, size, false});
     used_ += size;
     return &buffers_.back();
