@@ -43,7 +43,8 @@ struct ReorderTiling {
 };
 
 constexpr int64_t kUbBlock = 32;          // DataCopyPad starts every row it puts in the UB on a 32-byte boundary
-constexpr int64_t kMaxRowsPerCopy = 4095;  // DataCopyExtParams::blockCount limit
+constexpr int64_t kMaxRowsPerCopy = 4095;     // DataCopyExtParams::blockCount limit
+constexpr int64_t kMaxBlockBytes = 2097151;  // DataCopyExtParams::blockLen limit (2^21 - 1 bytes)
 // The top of the UB is AscendC's own scratch (on the 910B, __NPU_ARCH__ 2201: TOTAL_UB_SIZE 192 KiB, of which a TPipe
 // may hand out TOTAL_VEC_LOCAL_SIZE = 184 KiB; API calls use the rest from TMP_UB_OFFSET). The tiling leaves it.
 constexpr int64_t kUbReservedBytes = 8 * 1024;
@@ -84,12 +85,13 @@ inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t 
   t.features = features;
   t.elem_bytes = elem_bytes;
   const int64_t pitch = align_ub_block(features * elem_bytes);
-  if (3 * pitch <= budget) {
+  if (3 * pitch <= budget && features * elem_bytes <= kMaxBlockBytes) {
     t.cols_per_chunk = features;
     const int64_t rows = (budget / pitch - 1) / 2;
     t.rows_per_chunk = rows < kMaxRowsPerCopy ? rows : kMaxRowsPerCopy;
-  } else {
-    t.cols_per_chunk = budget / 3 / kUbBlock * kUbBlock / elem_bytes;
+  } else {  // parts of a third of the budget at most, and no longer than one copy's block
+    const int64_t part = budget / 3 < kMaxBlockBytes ? budget / 3 : kMaxBlockBytes;
+    t.cols_per_chunk = part / kUbBlock * kUbBlock / elem_bytes;
     t.rows_per_chunk = 1;
   }
   t.total_rows = sparsity * batch * t.joint_length;

@@ -84,3 +84,30 @@ def test_a_kernel_that_does_not_declare_its_type_fails(tmp_path):
 def test_a_kernel_declared_mix_fails(tmp_path):
     result = run(tmp_path, declare="KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_MIX_AIC_1_2);")
     assert result.returncode == 1 and "vector-only" in result.stderr
+
+
+def test_free_tensor_of_a_const_tensor_does_not_compile(tmp_path):
+    """CANN's TQueBind::FreeTensor takes ``LocalTensor<T>&``: freeing a const tensor is a compile error."""
+    result, _ = build(tmp_path, const="const ")
+    assert result.returncode != 0 and "FreeTensor" in result.stderr
+
+
+@pytest.mark.parametrize("length,ok", [(2097151, True), (2097152, False)])
+def test_block_length_beyond_2097151_bytes_fails(tmp_path, length, ok):
+    """DataCopyExtParams::blockLen is at most 2^21 - 1 bytes (on a UB large enough to hold the block)."""
+    result = run(tmp_path, len=length, buffer=2097152, ub=4 * 1024 * 1024)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1 and "blockLen 2097152 beyond its limit" in result.stderr
+
+
+@pytest.mark.parametrize("ub", [192 * 1024, 16 * 1024])
+@pytest.mark.parametrize("over,ok", [(0, True), (32, False)])
+def test_buffers_in_the_reserved_top_8_kib_fail(tmp_path, ub, over, ok):
+    """A TPipe hands out the UB below its top 8 KiB (the 910B: 184 of 192 KiB); the rest is the API's scratch."""
+    result = run(tmp_path, buffer=ub - 8 * 1024 + over, ub=ub)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1 and "reserved API scratch" in result.stderr

@@ -81,6 +81,13 @@ def test_rows_per_transfer_stay_within_the_copy_limit(report):
     assert t["rows_per_chunk"] == 4095
 
 
+@pytest.mark.parametrize("C", [600000, 1048576])  # rows of 2.4 and 4 MiB: longer than one copy's 2,097,151 bytes
+def test_row_parts_stay_within_the_block_length_limit(report, C):
+    t = report(1, 4, 0, C, 2, 0, 4, 64 * 1024 * 1024, 4)  # a UB far larger than any NPU's
+    assert t["rows_per_chunk"] == 1 and 0 < t["cols_per_chunk"] * 4 <= 2097151 and t["cols_per_chunk"] < C
+    assert t["cols_per_chunk"] * 4 % 32 == 0
+
+
 def test_bad_sizes_are_refused(report):
     with pytest.raises(ValueError, match="must be >= 1"):
         report(0, 10, 0, 8, 2, 0, 2, 1024, 4)

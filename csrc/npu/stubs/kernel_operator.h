@@ -1,10 +1,11 @@
 // CPU model of the part of AscendC's kernel_operator.h that kernels/copy_rows.cpp uses, so that the device code runs
 // on the host (kernels_cpu_twin.cpp, tests/npu/test_npu_kernels_twin.py). Not CANN's CPU debug library: a small
 // reimplementation of the documented semantics (DataCopyPad: blockLen in bytes, GM strides in bytes, UB strides in
-// 32-byte blocks, every UB block starting on a 32-byte boundary). It throws std::logic_error where real hardware
-// would go wrong quietly: UB overflow (its reserved top included), an unaligned UB address, a copy out of bounds, a queue buffer used out of turn,
-// a vector write read by MTE3 without a V_MTE3 flag, a kernel that does not declare itself vector-only. Every
-// instruction runs at once, in program order.
+// 32-byte blocks, every UB block starting on a 32-byte boundary). It throws std::logic_error where CANN refuses or
+// real hardware would go wrong quietly: UB overflow (into its reserved API scratch too), an unaligned UB address, a
+// copy out of bounds or beyond DataCopyPad's limits, a queue buffer used out of turn, a vector write read by MTE3
+// without a V_MTE3 flag, a kernel that does not declare itself vector-only; the signatures reject what CANN's do
+// (FreeTensor of a const tensor). Every instruction runs at once, in program order.
 #pragma once
 
 #include <cstdint>
@@ -157,9 +158,13 @@ struct DataCopyPadExtParams {
 };
 
 namespace twin {
+constexpr uint32_t kMaxBlockLen = 2097151;  // DataCopyExtParams::blockLen range [0, 2^21 - 1] bytes
+
 inline void check_copy(const DataCopyExtParams& p, uint64_t elem) {
   if (p.blockCount < 1 || p.blockCount > 4095) fail("DataCopyPad blockCount outside [1, 4095]");
   if (p.blockLen < 1 || p.blockLen % elem) fail("DataCopyPad blockLen must be a positive multiple of sizeof(T)");
+  if (p.blockLen > kMaxBlockLen)
+    fail("DataCopyPad blockLen " + std::to_string(p.blockLen) + " beyond its limit of 2097151 bytes");
 }
 }  // namespace twin
 
@@ -214,7 +219,8 @@ class Pipe {
  public:
   Pipe() : ub_(static_cast<size_t>(ub_bytes), 0xCD) {
     if (kernel_type == KERNEL_TYPE_MAX)
-      fail("kernel type not declared: a unit with several kernels needs KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY)");
+      fail("kernel type not declared: a unit with several kernels needs "
+           "KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY)");
     current_pipe = this;
   }
   ~Pipe() { current_pipe = nullptr; }
@@ -277,7 +283,7 @@ class TQueBind {
     return LocalTensor<T>(b, 0, b->bytes);
   }
   template <typename T>
-  void FreeTensor(const LocalTensor<T>& tensor) {
+  void FreeTensor(LocalTensor<T>& tensor) {  // as CANN's: a const tensor does not compile
     twin::Buffer* b = tensor.twin_buffer();
     if (b == nullptr || (b->state != twin::Buffer::State::Dequeued && b->state != twin::Buffer::State::Allocated))
       twin::fail("FreeTensor of a tensor the queue did not hand out");
