@@ -65,10 +65,11 @@ def test_every_ascendc_cmake_location_is_found_and_the_build_type_defaults_to_re
     assert record["soc"] == "Ascend910B1" and record["package"] == str(tmp_path / "cann")
 
 
-def test_an_explicit_build_type_is_kept(tmp_path):
-    result, record = configure(tmp_path, LOCATIONS[2], "-DCMAKE_BUILD_TYPE=Debug", "-DSOC_VERSION=Ascend910B3")
+@pytest.mark.parametrize("given,used", [("Debug", "Debug"), ("", "Release")])
+def test_a_given_build_type_is_kept_and_an_empty_one_replaced(tmp_path, given, used):
+    result, record = configure(tmp_path, LOCATIONS[2], f"-DCMAKE_BUILD_TYPE={given}", "-DSOC_VERSION=Ascend910B3")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert record["build_type"] == "Debug" and record["soc"] == "Ascend910B3"
+    assert record["build_type"] == used and record["soc"] == "Ascend910B3"
 
 
 def test_a_toolkit_without_ascendc_cmake_is_refused_naming_the_places_searched(tmp_path):
