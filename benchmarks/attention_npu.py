@@ -187,7 +187,9 @@ def main(args, attention_flops, make_case, factor: float) -> int:
     import torch_npu  # noqa: PLC0415  (registers the npu device; only importable where CANN is installed)
 
     device = torch.device(args.device)
-    torch.npu.set_device(device)
+    if device.index is None:
+        device = torch.device("npu", torch.npu.current_device())
+    torch.npu.set_device(device)  # the event timer records on this device's current stream
     name = torch.npu.get_device_name(device)
     print(f"# {name} | torch {torch.__version__} | torch_npu {torch_npu.__version__} | {shape}", flush=True)
     _, video, text = make_case(args, device, getattr(torch, args.dtype))
