@@ -18,6 +18,7 @@ import re
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -167,20 +168,26 @@ def report(rows, modes) -> list[dict]:
     return summaries
 
 
-def main(args, attention_flops, make_case, factor: float) -> int:
-    """``benchmarks/attention.py --device npu``: defaults of the NPU run, then the plan or the timed run."""
+def _setup(args, attention_flops):
+    """The NPU run's defaults (24 heads, bf16) and what follows from the arguments: shape line, cases, modes and
+    ``flops(pattern, k)``."""
     args.heads = args.heads or 24
     args.dtype = args.dtype or "bfloat16"
     B, H, D, T = args.batch, args.heads, args.head_dim, args.text
     L = args.latent[0] * args.latent[1] * args.latent[2]
     shape = f"video {'x'.join(map(str, args.latent))} = {L} tokens + {T} text, B={B} H={H} D={D} {args.dtype}"
     patterns = [s.strip() for s in args.patterns.split(",")]
-    modes = [s.strip() for s in args.modes.split(",")]
     cases = [(pat, k) for pat in patterns for k in args.ks if not (k == 1 and pat == "group")]
 
     def flops(pattern, k):
         return attention_flops(L, T, k, pattern == "group", B, H, D)
 
+    return shape, cases, [s.strip() for s in args.modes.split(",")], flops
+
+
+def main(args, attention_flops, make_case, factor: float) -> int:
+    """``benchmarks/attention.py --device npu``: the plan, or the timed run on the NPU."""
+    shape, cases, _, flops = _setup(args, attention_flops)
     if args.dry_run:
         plan(cases, flops, flops("single", 1), shape, factor)
         return 0
@@ -190,19 +197,27 @@ def main(args, attention_flops, make_case, factor: float) -> int:
     if device.index is None:
         device = torch.device("npu", torch.npu.current_device())
     torch.npu.set_device(device)  # the event timer records on this device's current stream
-    name = torch.npu.get_device_name(device)
-    print(f"# {name} | torch {torch.__version__} | torch_npu {torch_npu.__version__} | {shape}", flush=True)
+    measure(args, device, torch.npu.get_device_name(device), f"torch_npu {torch_npu.__version__}", torch_npu,
+            npu_timer, make_case, attention_flops, factor)
+    return 0
+
+
+def measure(args, device, name: str, versions: str, fa, timer, make_case, attention_flops, factor: float,
+            backend: str = "npu") -> Path:  # fmt: skip
+    """Times the cases on ``device`` (``fa``, ``timer`` and ``backend`` as in :func:`run`), prints the report and
+    writes ``<out>/attention_npu_<device name>.json``; returns its path."""
+    shape, cases, modes, flops = _setup(args, attention_flops)
+    print(f"# {name} | torch {torch.__version__} | {versions} | {shape}", flush=True)
     _, video, text = make_case(args, device, getattr(torch, args.dtype))
-    rows = run(cases, flops, flops("single", 1), video, text, modes, torch_npu, npu_timer, reps=args.reps,
-               factor=factor)
+    rows = run(cases, flops, flops("single", 1), video, text, modes, fa, timer, reps=args.reps, factor=factor,
+               backend=backend)
     summaries = report(rows, modes)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"attention_npu_{re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')}.json"
-    meta = dict(device=name, torch=torch.__version__, torch_npu=torch_npu.__version__, shape=shape, reps=args.reps,
+    meta = dict(device=name, torch=torch.__version__, versions=versions, shape=shape, reps=args.reps,
                 date=time.strftime("%Y-%m-%d %H:%M:%S"), claim=CLAIM)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(dict(meta=meta, rows=rows, schedule=summaries), indent=1))
     tmp.replace(path)
     print(f"# wrote {path}")
-    return 0
-
+    return path

@@ -1,6 +1,8 @@
 """The NPU benchmark path (benchmarks/attention.py --device npu -> benchmarks/attention_npu.py): the plan prints on
 any machine; the timing loop, the rows and the schedule verdicts against the seed's claim run on the CPU with the
 fused-attention stand-in, a wall-clock timer and the CPU backend in place of the NPU's."""
+import argparse
+import json
 import subprocess
 import sys
 import time
@@ -15,6 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import attention  # noqa: E402
 import attention_npu  # noqa: E402
+
+
+def wall_clock(fn):
+    """The stand-in of the NPU's event timer: milliseconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
 
 
 def test_dry_run_prints_the_paper_plan_and_the_claim_without_an_npu():
@@ -77,13 +86,11 @@ def test_tiny_run_and_report_on_the_cpu_with_stand_ins(capsys):
     cases = [("single", 1), *((p, k) for p in ("single", "group") for k in (2, 4, 8))]
     calls = []
 
-    def wall_clock(fn):
+    def timer(fn):
         calls.append(fn)
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) * 1e3
+        return wall_clock(fn)
 
-    rows = attention_npu.run(cases, flops, flops("single", 1), video, text, ["fwd", "fwd+bwd"], standin, wall_clock,
+    rows = attention_npu.run(cases, flops, flops("single", 1), video, text, ["fwd", "fwd+bwd"], standin, timer,
                              reps=2, factor=attention.FWD_BWD_FLOP_FACTOR, backend="cpu")  # fmt: skip
     assert len(calls) == 2 * 2 * (len(cases) + 1)  # reps x modes x (cases + dense)
     keys = {(r["kind"], r["mode"], r["pattern"], r["k"]) for r in rows}
@@ -97,3 +104,19 @@ def test_tiny_run_and_report_on_the_cpu_with_stand_ins(capsys):
     assert [s["mode"] for s in summaries] == ["fwd", "fwd+bwd"]
     assert out.count("SUV schedule attention") == 2 and out.count("seed's claim") == 2
     assert "as throughput (>= 1.45x)" in out and "as time saved (>= 1.82x)" in out
+
+
+def test_measure_writes_the_rows_and_the_schedule(tmp_path, capsys):
+    """The timed run as ``--device npu`` makes it, on the CPU: stand-in fused attention, wall clock, CPU backend."""
+    args = argparse.Namespace(latent=(2, 4, 4), text=8, heads=2, head_dim=16, batch=1, ks=[1, 2, 4, 8],
+                              patterns="single,group", modes="fwd", dtype="float32", reps=1, out=tmp_path)
+    path = attention_npu.measure(args, torch.device("cpu"), "Stand-in NPU 910B", "stand-in", standin, wall_clock,
+                                 attention.make_case, attention.attention_flops, attention.FWD_BWD_FLOP_FACTOR,
+                                 backend="cpu")  # fmt: skip
+    assert path == tmp_path / "attention_npu_stand_in_npu_910b.json"
+    data = json.loads(path.read_text())
+    assert data["meta"]["shape"] == "video 2x4x4 = 32 tokens + 8 text, B=1 H=2 D=16 float32"
+    assert len(data["rows"]) == 8 and [s["mode"] for s in data["schedule"]] == ["fwd"]
+    s = data["schedule"][0]
+    assert s["speedup"] == pytest.approx(s["dense_ms"] / s["skiparse_ms"])
+    assert "seed's claim" in capsys.readouterr().out
