@@ -42,8 +42,8 @@ struct ReorderTiling {
   int64_t cores;           // cores that receive work
 };
 
-constexpr int64_t kUbBlock = 32;          // DataCopyPad starts every row it puts in the UB on a 32-byte boundary
-constexpr int64_t kMaxRowsPerCopy = 4095;     // DataCopyExtParams::blockCount limit
+constexpr int64_t kUbBlock = 32;             // DataCopyPad starts every row it puts in the UB on a 32-byte boundary
+constexpr int64_t kMaxRowsPerCopy = 4095;    // DataCopyExtParams::blockCount limit
 constexpr int64_t kMaxBlockBytes = 2097151;  // DataCopyExtParams::blockLen limit (2^21 - 1 bytes)
 // The top of the UB is AscendC's own scratch (on the 910B, __NPU_ARCH__ 2201: TOTAL_UB_SIZE 192 KiB, of which a TPipe
 // may hand out TOTAL_VEC_LOCAL_SIZE = 184 KiB; API calls use the rest from TMP_UB_OFFSET). The tiling leaves it.

@@ -46,9 +46,9 @@ enum class HardEvent : uint8_t { MTE2_V, V_MTE2, MTE3_V, V_MTE3, MTE2_MTE3, MTE3
 using TEventID = int8_t;
 
 namespace twin {
-inline int64_t block_idx = 0;          // GetBlockIdx(): the driver sets it before running each core
+inline int64_t block_idx = 0;                         // GetBlockIdx(): the driver sets it before running each core
 inline KernelMetaType kernel_type = KERNEL_TYPE_MAX;  // KERNEL_TYPE_MAX: not declared by the running kernel
-inline int64_t ub_bytes = 192 * 1024;  // the UB of one vector core (the driver sets it)
+inline int64_t ub_bytes = 192 * 1024;                 // the UB of one vector core (the driver sets it)
 constexpr uint64_t kBlock = 32;
 // The top 8 KiB of the UB are the API's scratch (910B: a TPipe hands out TOTAL_VEC_LOCAL_SIZE = 184 of 192 KiB).
 constexpr int64_t kReservedScratch = 8 * 1024;
@@ -65,6 +65,7 @@ inline void declare_kernel_type(KernelMetaType type) {
   if (type != KERNEL_TYPE_AIV_ONLY) fail("the model runs vector-only kernels (KERNEL_TYPE_AIV_ONLY)");
   kernel_type = type;
 }
+
 inline uint64_t align_block(uint64_t bytes) { return (bytes + kBlock - 1) / kBlock * kBlock; }
 
 // A UB buffer of a queue or a TBuf, and which step of its life it is in.
