@@ -201,6 +201,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     p.add_argument("--dry-run", action="store_true", help="print the plan (shapes, FLOPs, ideal speedups) and exit")
     args = p.parse_args(argv)
+    if args.device.startswith("npu"):  # Ascend: benchmarks/attention_npu.py (--dry-run needs no NPU)
+        import attention_npu
+
+        return attention_npu.main(args, attention_flops, make_case, FWD_BWD_FLOP_FACTOR)
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"

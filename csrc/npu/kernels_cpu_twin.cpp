@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
 
     AscendC::twin::ub_bytes = ub_bytes;
     for (int64_t core = 0; core < t.cores; ++core) {
-      AscendC::twin::block_idx = core;
+      AscendC::twin::start_core(core);
       const auto tiling_addr = reinterpret_cast<GM_ADDR>(tiling.data());
       if (reorder)
         skiparse_reorder(src.data(), src.data() + natural, dst.data(), tiling_addr);

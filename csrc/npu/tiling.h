@@ -16,6 +16,7 @@
 #include <cstdint>
 #ifndef SKIPARSE_DEVICE
 #include <stdexcept>
+#include <string>
 #endif
 
 #include "../skiparse/index.h"
@@ -41,8 +42,12 @@ struct ReorderTiling {
   int64_t cores;           // cores that receive work
 };
 
-constexpr int64_t kUbBlock = 32;          // DataCopyPad starts every row it puts in the UB on a 32-byte boundary
-constexpr int64_t kMaxRowsPerCopy = 4095;  // DataCopyExtParams::blockCount limit
+constexpr int64_t kUbBlock = 32;             // DataCopyPad starts every row it puts in the UB on a 32-byte boundary
+constexpr int64_t kMaxRowsPerCopy = 4095;    // DataCopyExtParams::blockCount limit
+constexpr int64_t kMaxBlockBytes = 2097151;  // DataCopyExtParams::blockLen limit (2^21 - 1 bytes)
+// The top of the UB is AscendC's own scratch (on the 910B, __NPU_ARCH__ 2201: TOTAL_UB_SIZE 192 KiB, of which a TPipe
+// may hand out TOTAL_VEC_LOCAL_SIZE = 184 KiB; API calls use the rest from TMP_UB_OFFSET). The tiling leaves it.
+constexpr int64_t kUbReservedBytes = 8 * 1024;
 
 SKIPARSE_INLINE int64_t align_ub_block(int64_t bytes) { return (bytes + kUbBlock - 1) / kUbBlock * kUbBlock; }
 
@@ -52,8 +57,11 @@ SKIPARSE_INLINE int64_t chunk_row_pitch(const ReorderTiling& t) {
 }
 
 #ifndef SKIPARSE_DEVICE
-// Rows and columns per transfer so that the UB holds two transfer buffers (double buffering) plus one zeroed row
-// pitch (the reorder's padding rows), every row taking whole 32-byte blocks. A row wider than that is split into
+// UB bytes the kernel's buffers may take, of the `ub_bytes` the platform reports (GetCoreMemSize(UB)).
+inline int64_t ub_budget(int64_t ub_bytes) { return ub_bytes - kUbReservedBytes; }
+
+// Rows and columns per transfer so that the UB budget holds two transfer buffers (double buffering) plus one zeroed
+// row pitch (the reorder's padding rows), every row taking whole 32-byte blocks. A row wider than that is split into
 // parts that are multiples of 32 bytes (only a row's last part may be shorter).
 inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t text_length, int64_t features,
                                          int64_t sparsity, bool group, int64_t elem_bytes, int64_t ub_bytes,
@@ -62,7 +70,10 @@ inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t 
     throw std::invalid_argument("reorder tiling: batch, length, features, sparsity, elem_bytes and max_cores must "
                                 "be >= 1");
   if (text_length < 0) throw std::invalid_argument("reorder tiling: text_length must be >= 0");
-  if (ub_bytes < 3 * kUbBlock) throw std::invalid_argument("reorder tiling: ub_bytes must be at least 96");
+  const int64_t budget = ub_budget(ub_bytes);
+  if (budget < 3 * kUbBlock)
+    throw std::invalid_argument("reorder tiling: ub_bytes must leave at least 96 bytes above the " +
+                                std::to_string(kUbReservedBytes) + "-byte API reserve");
   ReorderTiling t{};
   t.batch = batch;
   t.length = length;
@@ -74,12 +85,13 @@ inline ReorderTiling make_reorder_tiling(int64_t batch, int64_t length, int64_t 
   t.features = features;
   t.elem_bytes = elem_bytes;
   const int64_t pitch = align_ub_block(features * elem_bytes);
-  if (3 * pitch <= ub_bytes) {
+  if (3 * pitch <= budget && features * elem_bytes <= kMaxBlockBytes) {
     t.cols_per_chunk = features;
-    const int64_t rows = (ub_bytes / pitch - 1) / 2;
+    const int64_t rows = (budget / pitch - 1) / 2;
     t.rows_per_chunk = rows < kMaxRowsPerCopy ? rows : kMaxRowsPerCopy;
-  } else {
-    t.cols_per_chunk = ub_bytes / 3 / kUbBlock * kUbBlock / elem_bytes;
+  } else {  // parts of a third of the budget at most, and no longer than one copy's block
+    const int64_t part = budget / 3 < kMaxBlockBytes ? budget / 3 : kMaxBlockBytes;
+    t.cols_per_chunk = part / kUbBlock * kUbBlock / elem_bytes;
     t.rows_per_chunk = 1;
   }
   t.total_rows = sparsity * batch * t.joint_length;

@@ -12,7 +12,7 @@ constexpr int kTilingArgCount = 9;
 constexpr const char* kTilingArgUsage = "B L T C k group elem_bytes ub_bytes cores";
 
 struct TilingArgs {
-  int64_t ub_bytes;  // also the UB size the kernel twin models
+  int64_t ub_bytes;  // the UB size the platform reports (the tiling leaves the reserve); the kernel twin's UB
   ReorderTiling tiling;
 };
 

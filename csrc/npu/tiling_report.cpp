@@ -10,9 +10,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const auto t = skiparse::npu::parse_tiling_args(argv + 1).tiling;
-    std::printf("{\"sub_length\": %lld, \"elem_bytes\": %lld, \"cols_per_chunk\": %lld, \"rows_per_chunk\": %lld, "
-                "\"row_pitch\": %lld, \"total_rows\": %lld, \"cores\": %lld, \"ranges\": [", (long long)t.sub_length,
+    const auto [ub_bytes, t] = skiparse::npu::parse_tiling_args(argv + 1);
+    std::printf("{\"ub_budget\": %lld, \"sub_length\": %lld, \"elem_bytes\": %lld, \"cols_per_chunk\": %lld, "
+                "\"rows_per_chunk\": %lld, \"row_pitch\": %lld, \"total_rows\": %lld, \"cores\": %lld, \"ranges\": [",
+                (long long)skiparse::npu::ub_budget(ub_bytes), (long long)t.sub_length,
                 (long long)t.elem_bytes, (long long)t.cols_per_chunk, (long long)t.rows_per_chunk,
                 (long long)skiparse::npu::chunk_row_pitch(t), (long long)t.total_rows, (long long)t.cores);
     for (int64_t c = 0; c < t.cores; ++c)

@@ -10,6 +10,7 @@ from skiparse import reference
 from skiparse.npu import attention as npu_attention
 
 import fused_attention_standin as standin
+from npu_layouts import MASK_LAYOUTS, make_mask, strided_qkv
 
 CASES = [  # (B, L, H, D, T, k, group, video_mask, text_mask)
     (1, 16, 2, 8, 0, 2, False, False, False),
@@ -31,11 +32,10 @@ def _inputs(B, L, H, D, T, video_mask, text_mask, g):
     return x, t, tm, vm
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward_and_backward_match_the_reference(case):
-    B, L, H, D, T, k, group, vmask, tmask = case
-    g = torch.Generator().manual_seed(sum(case[:6]))
-    (q, kk, v), (tq, tk, tv), tm, vm = _inputs(B, L, H, D, T, vmask, tmask, g)
+def _check_against_the_reference(q, kk, v, tq, tk, tv, tm, vm, k, group, g):
+    """Forward and backward of the composition (float32, CPU stand-ins) against the fp64 reference."""
+    B, L, H, D = q.shape
+    T = 0 if tq is None else tq.shape[1]
     scale = D**-0.5
     leaves = [x.double().requires_grad_() for x in (q, kk, v, *(t for t in (tq, tk, tv) if t is not None))]
     args = leaves[:3] + (leaves[3:] if T else [None] * 3)
@@ -58,6 +58,27 @@ def test_forward_and_backward_match_the_reference(case):
         torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-4)
     for got in grads[3:] if not T else ():
         assert got.shape == (B, 0, H, D)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_forward_and_backward_match_the_reference(case):
+    B, L, H, D, T, k, group, vmask, tmask = case
+    g = torch.Generator().manual_seed(sum(case[:6]))
+    (q, kk, v), (tq, tk, tv), tm, vm = _inputs(B, L, H, D, T, vmask, tmask, g)
+    _check_against_the_reference(q, kk, v, tq, tk, tv, tm, vm, k, group, g)
+
+
+@pytest.mark.parametrize("group", [False, True])
+@pytest.mark.parametrize("layout", MASK_LAYOUTS)
+def test_masks_of_every_layout_and_strided_inputs(layout, group):
+    """Video and text masks as slices, stride-0 expands or transposes; q/k/v as chunks of a fused projection and
+    text as transposes of (B, H, T, D): the same result as contiguous inputs give the reference."""
+    B, L, H, D, T, k = 3, 29, 2, 8, 6, 3
+    g = torch.Generator().manual_seed(7)
+    q, kk, v = strided_qkv(B, L, H, D, g)
+    tq, tk, tv = strided_qkv(B, T, H, D, g, heads_major=True)
+    vm, tm = make_mask(layout, B, L, g), make_mask(layout, B, T, g)
+    _check_against_the_reference(q, kk, v, tq, tk, tv, tm, vm, k, group, g)
 
 
 def test_statistics_match_the_cpu_backend():

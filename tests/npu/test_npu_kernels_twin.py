@@ -20,9 +20,11 @@ pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build th
 
 # The kernels move bytes: any dtype of that size is the same to them (1 byte: the attention's bool key masks).
 DTYPES = {1: torch.int8, 2: torch.int16, 4: torch.int32}
-# ub_bytes 256: a few rows per transfer, and rows of 100 elements split into 64-byte parts plus a short last one.
-# ub_bytes 8192: up to 127 rows per transfer, often a core's whole range.
-UB_SIZES = (256, 8192)
+# The twin's UB: its top RESERVED bytes are AscendC's scratch (the model fails if a buffer reaches into them), below
+# that 256 bytes (a few rows per transfer, and rows of 100 elements split into 64-byte parts plus a short last one)
+# or 8192 bytes (up to 127 rows per transfer, often a core's whole range).
+RESERVED = 8 * 1024
+UB_SIZES = (RESERVED + 256, RESERVED + 8192)
 CORES = (1, 5, 1000)  # one core, several, and more cores than rows (one row each)
 
 
@@ -95,7 +97,18 @@ def test_joint_layout_repeats_the_text_after_every_sub_sequence(twin, k, group, 
 
 
 def test_restore_inverts_reorder_with_a_wide_row(twin):
-    x = random_rows(2, 37, 1000, elem=2)  # 2,000-byte rows in 32-byte-multiple parts of a 4 KiB UB
-    y = twin("reorder", x, 3, True, 2, 37, 4096, 7).view(6, sub_length(37, 3), 1000)
-    assert torch.equal(twin("restore", y, 3, True, 2, 37, 4096, 7).view(x.shape), x)
+    x = random_rows(2, 37, 1000, elem=2)  # 2,000-byte rows in 32-byte-multiple parts of a 4 KiB budget
+    y = twin("reorder", x, 3, True, 2, 37, RESERVED + 4096, 7).view(6, sub_length(37, 3), 1000)
+    assert torch.equal(twin("restore", y, 3, True, 2, 37, RESERVED + 4096, 7).view(x.shape), x)
+
+
+@pytest.mark.parametrize("C,elem", [(8, 4), (1000, 2), (30000, 4)])
+def test_the_kernels_run_in_the_910b_ub_without_touching_its_reserve(twin, C, elem):
+    """The whole 192 KiB UB: the tiling fills the 184 KiB below the reserve (narrow rows: thousands per transfer;
+    120,000-byte rows: split in parts), and the model fails any buffer that reaches into the top 8 KiB."""
+    x = random_rows(1, 5000, C, elem=elem) if C < 30000 else random_rows(1, 5, C, elem=elem)
+    L = x.shape[1]
+    y = twin("reorder", x, 2, False, 1, L, 192 * 1024, 3).view(2, sub_length(L, 2), C)
+    assert torch.equal(y, reference.reorder(x, 2, False))
+    assert torch.equal(twin("restore", y, 2, False, 1, L, 192 * 1024, 3).view(x.shape), x)
 

@@ -145,14 +145,19 @@ class CopyRows {
 
 }  // namespace
 
+// Two kernels in one unit: the compiler no longer infers their type, so each declares itself vector-only (blockDim
+// then counts AI vector cores, as the tiling assumes).
+
 // (B, L, C) video and (B, T, C) text rows -> (k*B, SUB + T, C) joint rows, padding rows zero-filled.
 extern "C" __global__ __aicore__ void skiparse_reorder(GM_ADDR src, GM_ADDR text, GM_ADDR dst, GM_ADDR tiling) {
+  KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);
   CopyRows<true> op(src, text, dst, tiling);
   op.Process();
 }
 
 // (k*B, SUB + T, C) joint rows -> (B, L, C) video rows; padding and text rows dropped.
 extern "C" __global__ __aicore__ void skiparse_restore(GM_ADDR src, GM_ADDR dst, GM_ADDR tiling) {
+  KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);
   CopyRows<false> op(src, nullptr, dst, tiling);
   op.Process();
 }

@@ -1,9 +1,11 @@
 // CPU model of the part of AscendC's kernel_operator.h that kernels/copy_rows.cpp uses, so that the device code runs
 // on the host (kernels_cpu_twin.cpp, tests/npu/test_npu_kernels_twin.py). Not CANN's CPU debug library: a small
 // reimplementation of the documented semantics (DataCopyPad: blockLen in bytes, GM strides in bytes, UB strides in
-// 32-byte blocks, every UB block starting on a 32-byte boundary). It throws std::logic_error where real hardware
-// would go wrong quietly: UB overflow, an unaligned UB address, a copy out of bounds, a queue buffer used out of turn,
-// a vector write read by MTE3 without a V_MTE3 flag. Every instruction runs at once, in program order.
+// 32-byte blocks, every UB block starting on a 32-byte boundary). It throws std::logic_error where CANN refuses or
+// real hardware would go wrong quietly: UB overflow (into its reserved API scratch too), an unaligned UB address, a
+// copy out of bounds or beyond DataCopyPad's limits, a queue buffer used out of turn, a vector write read by MTE3
+// without a V_MTE3 flag, a kernel that does not declare itself vector-only; the signatures reject what CANN's do
+// (FreeTensor of a const tensor). Every instruction runs at once, in program order.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,25 @@
 #define __gm__
 #define GM_ADDR uint8_t*
 
+// Kernel types of KERNEL_TASK_TYPE_DEFAULT (CANN: global namespace, in this order).
+enum KernelMetaType : uint8_t {
+  KERNEL_TYPE_AIV_ONLY,
+  KERNEL_TYPE_AIC_ONLY,
+  KERNEL_TYPE_MIX_AIV_1_0,
+  KERNEL_TYPE_MIX_AIC_1_0,
+  KERNEL_TYPE_MIX_AIC_1_1,
+  KERNEL_TYPE_MIX_AIC_1_2,
+  KERNEL_TYPE_AICORE,
+  KERNEL_TYPE_VECTORCORE,
+  KERNEL_TYPE_MIX_AICORE,
+  KERNEL_TYPE_MIX_VECTOR_CORE,
+  KERNEL_TYPE_MAX,
+};
+// A statement in the kernel's body. Several kernels in one compilation unit turn off the compiler's inference of
+// the kernel type, so the model requires the declaration: a kernel taken as MIX would start cube cores as well and
+// blockDim would no longer count vector cores only.
+#define KERNEL_TASK_TYPE_DEFAULT(value) ::AscendC::twin::declare_kernel_type(value)
+
 namespace AscendC {
 
 enum class TPosition : uint8_t { GM, VECIN, VECOUT, VECCALC };
@@ -25,11 +46,26 @@ enum class HardEvent : uint8_t { MTE2_V, V_MTE2, MTE3_V, V_MTE3, MTE2_MTE3, MTE3
 using TEventID = int8_t;
 
 namespace twin {
-inline int64_t block_idx = 0;          // GetBlockIdx(): the driver sets it before running each core
-inline int64_t ub_bytes = 192 * 1024;  // what one TPipe may hand out
+inline int64_t block_idx = 0;                         // GetBlockIdx(): the driver sets it before running each core
+inline KernelMetaType kernel_type = KERNEL_TYPE_MAX;  // KERNEL_TYPE_MAX: not declared by the running kernel
+inline int64_t ub_bytes = 192 * 1024;                 // the UB of one vector core (the driver sets it)
 constexpr uint64_t kBlock = 32;
+// The top 8 KiB of the UB are the API's scratch (910B: a TPipe hands out TOTAL_VEC_LOCAL_SIZE = 184 of 192 KiB).
+constexpr int64_t kReservedScratch = 8 * 1024;
 
 [[noreturn]] inline void fail(const std::string& what) { throw std::logic_error("AscendC twin: " + what); }
+
+// The driver's launch of one core: its block index, and no kernel type declared yet.
+inline void start_core(int64_t core) {
+  block_idx = core;
+  kernel_type = KERNEL_TYPE_MAX;
+}
+
+inline void declare_kernel_type(KernelMetaType type) {
+  if (type != KERNEL_TYPE_AIV_ONLY) fail("the model runs vector-only kernels (KERNEL_TYPE_AIV_ONLY)");
+  kernel_type = type;
+}
+
 inline uint64_t align_block(uint64_t bytes) { return (bytes + kBlock - 1) / kBlock * kBlock; }
 
 // A UB buffer of a queue or a TBuf, and which step of its life it is in.
@@ -123,9 +159,13 @@ struct DataCopyPadExtParams {
 };
 
 namespace twin {
+constexpr uint32_t kMaxBlockLen = 2097151;  // DataCopyExtParams::blockLen range [0, 2^21 - 1] bytes
+
 inline void check_copy(const DataCopyExtParams& p, uint64_t elem) {
   if (p.blockCount < 1 || p.blockCount > 4095) fail("DataCopyPad blockCount outside [1, 4095]");
   if (p.blockLen < 1 || p.blockLen % elem) fail("DataCopyPad blockLen must be a positive multiple of sizeof(T)");
+  if (p.blockLen > kMaxBlockLen)
+    fail("DataCopyPad blockLen " + std::to_string(p.blockLen) + " beyond its limit of 2097151 bytes");
 }
 }  // namespace twin
 
@@ -178,14 +218,23 @@ void Duplicate(const LocalTensor<T>& dst, const T& scalarValue, const int32_t& c
 namespace twin {
 class Pipe {
  public:
-  Pipe() : ub_(static_cast<size_t>(ub_bytes), 0xCD) { current_pipe = this; }
+  Pipe() : ub_(static_cast<size_t>(ub_bytes), 0xCD) {
+    if (kernel_type == KERNEL_TYPE_MAX)
+      fail("kernel type not declared: a unit with several kernels needs "
+           "KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY)");
+    current_pipe = this;
+  }
   ~Pipe() { current_pipe = nullptr; }
   Pipe(const Pipe&) = delete;
   Pipe& operator=(const Pipe&) = delete;
 
   Buffer* allocate(uint64_t bytes, Buffer::State state) {
     const uint64_t size = align_block(bytes);
-    if (used_ + size > ub_.size()) fail("UB overflow: " + std::to_string(used_ + size) + " bytes");
+    const uint64_t usable = ub_.size() > uint64_t{kReservedScratch} ? ub_.size() - kReservedScratch : 0;
+    if (used_ + size > usable)
+      fail("UB overflow: TPipe buffers of " + std::to_string(used_ + size) + " bytes, but " + std::to_string(usable) +
+           " of the " + std::to_string(ub_.size()) + "-byte UB lie below its reserved API scratch (the top " +
+           std::to_string(kReservedScratch) + " bytes)");
     buffers_.push_back(Buffer{state, ub_.data() + used_, used_, size, false});
     used_ += size;
     return &buffers_.back();
@@ -235,7 +284,7 @@ class TQueBind {
     return LocalTensor<T>(b, 0, b->bytes);
   }
   template <typename T>
-  void FreeTensor(const LocalTensor<T>& tensor) {
+  void FreeTensor(LocalTensor<T>& tensor) {  // as CANN's: a const tensor does not compile
     twin::Buffer* b = tensor.twin_buffer();
     if (b == nullptr || (b->state != twin::Buffer::State::Dequeued && b->state != twin::Buffer::State::Allocated))
       twin::fail("FreeTensor of a tensor the queue did not hand out");
