@@ -1,35 +1,23 @@
 """``SparseUMMDiT``: the U-shaped sparse MMDiT denoiser of Open-Sora Plan v1.5 (SUV), released key layout.
 
-Sequence parallelism (``forward(..., sp_group=G)``, ``W`` = size of G): every rank of G passes the same inputs.
-After the patch embedding rank ``r`` keeps the contiguous video tokens ``[r L/W, (r+1) L/W)`` (needs
-``L % W == 0`` and ``num_heads % W == 0``); every per-token layer runs on that chunk with its rows of the RoPE
-tables, attention is :func:`suv.train.sequence_parallel.sequence_parallel_attention` (Ulysses all-to-all over
-heads, the whole-sequence video mask), the text stream and the conditioning are replicated, and the output tokens
-are all-gathered before unpatchify, so every rank returns the single-process output.
-
-Gradient contract (the one place it is written down): every rank of G computes the same loss from that output and
-backpropagates it. Then every parameter's gradient on a rank is a partial sum, and the SUM over G of each
-parameter's gradient is the single-process gradient: :func:`sum_sequence_parallel_grads` does it. This holds
-because the output gather's backward keeps this rank's slice of the (replicated) output gradient, and the
-replicated text output of each attention has its partial gradient summed over G before the attention's per-head
-gather takes this rank's heads. A data-parallel wrapper that averages over a world made of whole SP groups
-(DDP/FSDP in ``suv.train.trainer``) gives the data-parallel average when the loss is multiplied by ``W``.
+``forward(..., sp_group=G)`` splits the video tokens over the ranks of ``G`` (sequence parallelism): the contract,
+inputs and gradients, is in ``suv.parallel.sequence``.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..parallel import gather_tokens, split_tokens
 from .attention import AttentionContext
 from .block import SparseMMDiTBlock
 from .config import DEFAULTS, resolve_config
 from .embeddings import PatchEmbed2D, TimeTextEmbedding
 from .inputs import check_inputs
-from .layers import AdaNormOut, FP32LayerNorm
+from .layers import AdaNormOut, FeedForward, FP32LayerNorm
 from .rope import RoPE3D
 
 # Modules of the last block that the TP>1 reference creates but never uses (spec 3.3); dropped on load.
@@ -49,30 +37,6 @@ def _skip_fusion(dim: int, zero_init: bool, eps: float) -> nn.Sequential:
             linear.weight[:, :dim].copy_(torch.eye(dim))
             linear.bias.zero_()
     return nn.Sequential(nn.Identity() if zero_init else FP32LayerNorm(2 * dim, eps=eps), linear)
-
-
-class _GatherTokens(torch.autograd.Function):
-    """``(B, L/W, C)`` chunks -> ``(B, L, C)`` on every rank. Every rank computes the same loss from the result, so
-    its gradient is the same everywhere and this rank's chunk gets its own slice of it (no sum)."""
-
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.rank, ctx.rows = dist.get_rank(group), x.shape[1]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(parts, x.contiguous(), group=group)
-        return torch.cat(parts, dim=1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad[:, ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows].contiguous(), None
-
-
-def sum_sequence_parallel_grads(model: nn.Module, group) -> None:
-    """Sum every parameter's gradient over the SP group ``group``: afterwards each rank holds the single-process
-    gradient (the contract in this module's docstring). Not needed under the trainer's DDP/FSDP (loss x W)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, group=group)
 
 
 class SparseUMMDiT(nn.Module):
@@ -139,6 +103,14 @@ class SparseUMMDiT(nn.Module):
         """From a reference config dict (model JSON or its ``predictor`` block) or a ``PRESETS`` name."""
         return cls(**resolve_config(config))
 
+    def checkpoint_feedforwards(self, enabled: bool = True) -> int:
+        """Recompute every FFN in the backward instead of keeping its activations (selective activation
+        checkpointing); returns how many FFNs it applies to."""
+        ffns = [m for m in self.modules() if isinstance(m, FeedForward)]
+        for ffn in ffns:
+            ffn.recompute = enabled
+        return len(ffns)
+
     def unused_checkpoint_keys(self, state_dict: Mapping[str, Any], prefix: str = "") -> list[str]:
         """Keys of ``state_dict`` this model ignores: ``*._extra_state`` (Megatron) and the last block's text
         branch (``to_add_out`` / ``ff_enc`` / ``norm2.norm_enc``, present in TP>1 checkpoints, never used)."""
@@ -155,19 +127,6 @@ class SparseUMMDiT(nn.Module):
         # Runs before any submodule loads, so a plain load_state_dict(strict=True) accepts released dicts.
         for key in self.unused_checkpoint_keys(state_dict, prefix):
             del state_dict[key]
-
-    def _sp_chunk(self, length: int, sp_group) -> slice | None:
-        """This rank's video tokens under sequence parallelism over ``sp_group`` (None: not split)."""
-        if sp_group is None or dist.get_world_size(sp_group) == 1:
-            return None
-        w, heads = dist.get_world_size(sp_group), self.config["num_heads"]
-        if length % w:
-            raise ValueError(f"sequence parallel: the video tokens ({length}) must be divisible by the group size "
-                             f"({w})")  # fmt: skip
-        if heads % w:
-            raise ValueError(f"sequence parallel: num_heads ({heads}) must be divisible by the group size ({w})")
-        rank = dist.get_rank(sp_group)
-        return slice(rank * length // w, (rank + 1) * length // w)
 
     def _context(self, batch: int, grid: tuple[int, int, int], device: torch.device,
                  encoder_attention_mask: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -199,7 +158,7 @@ class SparseUMMDiT(nn.Module):
             encoder_attention_mask: ``(B, 1, L_txt)`` (or ``(B, L_txt)``), 1 = real token; None = all real.
             pooled_projections: CLIP pooled embedding ``(B, 1, P)`` (or ``(B, P)``).
             attention_mask: optional video mask ``(B, T, H, W)``, 1 = keep (max-pooled over each patch).
-            sp_group: a process group to split the video tokens over (sequence parallelism, module docstring:
+            sp_group: a process group to split the video tokens over (sequence parallelism, ``suv.parallel.sequence``:
                 the same inputs on every rank, the same output, gradients summed over the group); None = whole.
         Returns:
             velocity ``(B, C_out, T, H, W)`` in the latent's dtype.
@@ -209,7 +168,7 @@ class SparseUMMDiT(nn.Module):
         b, _, t, h, w = hidden_states.shape
         grid = (t // self.patch_size_t, h // self.patch_size, w // self.patch_size)
         x = self.patch_embed(hidden_states)
-        chunk = self._sp_chunk(x.shape[1], sp_group)
+        chunk = split_tokens(x.shape[1], self.config["num_heads"], sp_group)
         if chunk is not None:
             x = x[:, chunk]  # this rank's tokens; the slice's backward leaves the others' rows zero
         c = self.time_text_embed(inp.timestep, inp.pooled)
@@ -230,7 +189,7 @@ class SparseUMMDiT(nn.Module):
 
         x = self.proj_out(self.norm_out(self.norm_final(x), c))
         if chunk is not None:
-            x = _GatherTokens.apply(x, ctx.sp_group)
+            x = gather_tokens(x, ctx.sp_group)
         return self._unpatchify(x, grid)
 
     def _unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 
 from suv.models import PRESETS
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "suv.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "suv_denoiser.py"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from suv.models.sparse_ummdit import SparseUMMDiT, sum_sequence_parallel_grads
+from suv.models import SparseUMMDiT
+from suv.parallel import sum_sequence_parallel_grads
 from suv.train.objective import masked_mse
 
 TRAINER = all(importlib.util.find_spec(m) is not None for m in ("av", "transformers"))

@@ -7,10 +7,10 @@ import re
 import pytest
 import torch
 
-from suv.checkpoint import load_wfvae
-from suv.vae.cli import main
+from suv.cli.vae import main
+from suv.io import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
+from suv.vae import load_wfvae
 from suv.vae.metrics import psnr, ssim
-from suv.video_io import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
 
 pytest.importorskip("av")
 

@@ -1,7 +1,7 @@
 """SUV denoiser: FLOP model of the released 8.5B config, and a measured dense-vs-sparse forward side by side.
 
-    python benchmarks/suv.py --quick     # 4 latent frames (9,216 video tokens), ~15 s on one CPU core
-    python benchmarks/suv.py             # the full 36,864-token sequence (121x576x1024), ~3-7 min on CPU
+    python benchmarks/suv_denoiser.py --quick     # 4 latent frames (9,216 video tokens), ~15 s on one CPU core
+    python benchmarks/suv_denoiser.py             # the full 36,864-token sequence (121x576x1024), ~3-7 min on CPU
 
 Part 1 counts forward FLOPs (2 per multiply-add) of the released config at 121x576x1024: every Linear/Conv
 from the model's own modules (on the meta device) times the tokens it sees, plus joint attention
@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from suv.models import PRESETS, SparseUMMDiT  # noqa: E402
+from suv.models import PRESETS, SparseUMMDiT
 
 # Modules fed the text tokens, the per-sample conditioning (one row), or the video tokens (everything else).
 _TEXT = ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff_enc", "skip_norm_linear_enc", "caption_projection")
