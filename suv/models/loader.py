@@ -21,7 +21,7 @@ from ..io.checkpoint import (
     save_checkpoint,
     unwrap_state_dict,
 )
-from .config import resolve_config
+from .config import SUVConfig, resolve_config
 from .sparse_ummdit import SparseUMMDiT
 
 PathLike = str | os.PathLike
@@ -41,7 +41,7 @@ def read_suv_state_dict(path: PathLike, weights_only: bool = True) -> tuple[dict
     return unwrap_state_dict(obj, DEFAULT_CONTAINER_KEYS), config
 
 
-def load_suv(path: PathLike, config: Mapping[str, Any] | str | None = None, device: torch.device | str = "cpu",
+def load_suv(path: PathLike, config: SUVConfig | Mapping[str, Any] | str | None = None, device: torch.device | str = "cpu",
              dtype: torch.dtype | None = None, weights_only: bool = True) -> SparseUMMDiT:  # fmt: skip
     """Build a ``SparseUMMDiT`` and load ``path`` into it strictly; returns it in eval mode.
 
@@ -56,20 +56,20 @@ def load_suv(path: PathLike, config: Mapping[str, Any] | str | None = None, devi
         config = read_json_config(config, "predictor")
     cfg = resolve_config(config if config is not None else (stored or "suv-8.5b"))
     with torch.device("meta"):
-        model = SparseUMMDiT(**cfg)
+        model = SparseUMMDiT.from_config(cfg)
     for key in model.unused_checkpoint_keys(state_dict):
         del state_dict[key]
     # Checked on the meta model (no memory), then the checkpoint's tensors are assigned, not copied: a 17 GB
     # file costs 17 GB, not twice that.
-    heads = f"{cfg['num_heads']}x{cfg['head_dim']}"
+    heads = f"{cfg.num_heads}x{cfg.head_dim}"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*meta parameter.*")
-        load_state_dict_strict(model, state_dict, assign=True, what=f"SUV config (num_layers={cfg['num_layers']}, "
-                               f"heads={heads}, in_channels={cfg['in_channels']})")  # fmt: skip
+        load_state_dict_strict(model, state_dict, assign=True, what=f"SUV config (num_layers={list(cfg.num_layers)}, "
+                               f"heads={heads}, in_channels={cfg.in_channels})")  # fmt: skip
     model.to(device=device, dtype=dtype)
     return model.eval()
 
 
 def save_suv(model: SparseUMMDiT, path: PathLike) -> None:
     """Write the model's weights and config atomically (``.safetensors`` or torch pickle by suffix)."""
-    save_checkpoint(model.state_dict(), path, config=model.config)
+    save_checkpoint(model.state_dict(), path, config=model.config.to_dict())

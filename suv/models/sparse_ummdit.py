@@ -5,6 +5,7 @@ inputs and gradients, is in ``suv.parallel.sequence``.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from ..parallel import gather_tokens, split_tokens
 from .attention import AttentionContext
 from .block import SparseMMDiTBlock
-from .config import DEFAULTS, resolve_config
+from .config import SUVConfig, resolve_config
 from .embeddings import PatchEmbed2D, TimeTextEmbedding
 from .inputs import check_inputs
 from .layers import AdaNormOut, FeedForward, FP32LayerNorm
@@ -40,7 +41,7 @@ def _skip_fusion(dim: int, zero_init: bool, eps: float) -> nn.Sequential:
 
 
 class SparseUMMDiT(nn.Module):
-    """Sparse U-shaped MMDiT. Arguments carry the reference config's names (see ``suv.models.config.DEFAULTS``).
+    """Sparse U-shaped MMDiT. Arguments are the fields of ``SUVConfig`` (the reference config's names).
 
     Stage ``s`` has ``num_layers[s]`` blocks with Skiparse sparsity ``sparse_n[s]``; inside a stage with k > 1,
     block ``i`` is single-skip for even ``i`` and group-skip for odd ``i``; k = 1 stages are dense.
@@ -51,57 +52,43 @@ class SparseUMMDiT(nn.Module):
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
-        unknown = set(config) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown SparseUMMDiT arguments {sorted(unknown)}; expected some of {sorted(DEFAULTS)}")
-        cfg = {**DEFAULTS, **config}
-        self.config = cfg
-        num_layers, sparse_n = list(cfg["num_layers"]), list(cfg["sparse_n"])
-        if len(num_layers) != len(sparse_n) or len(num_layers) % 2 == 0:
-            raise ValueError(f"num_layers and sparse_n must have the same odd length (U shape), got {num_layers} "
-                             f"and {sparse_n}")  # fmt: skip
-        if any(n < 1 or n % 2 for n in num_layers):
-            raise ValueError(f"every stage needs an even, positive layer count (single/group pairs), got {num_layers}")
-        if any(k < 1 for k in sparse_n):
-            raise ValueError(f"sparse_n entries must be >= 1, got {sparse_n}")
-        if cfg["patch_size_t"] != 1:
-            raise ValueError(f"patch_size_t must be 1 (per-frame 2D patch embedding), got {cfg['patch_size_t']}")
-        self.sparsity = [k if cfg["sparse1d"] else 1 for k in sparse_n]
-        dim = cfg["num_heads"] * cfg["head_dim"]
-        self.dim, eps, tc = dim, cfg["norm_eps"], cfg["timestep_embed_dim"]
-        self.patch_size_t, self.patch_size = cfg["patch_size_t"], cfg["patch_size"]
-        self.in_channels, self.out_channels = cfg["in_channels"], cfg["out_channels"]
+        cfg = self.config = SUVConfig(**config)
+        self.sparsity = [k if cfg.sparse1d else 1 for k in cfg.sparse_n]
+        dim, eps, tc = cfg.dim, cfg.norm_eps, cfg.timestep_embed_dim
+        self.dim = dim
+        self.patch_size_t, self.patch_size = cfg.patch_size_t, cfg.patch_size
+        self.in_channels, self.out_channels = cfg.in_channels, cfg.out_channels
 
-        self.patch_embed = PatchEmbed2D(cfg["in_channels"], dim, cfg["patch_size"])
-        self.time_text_embed = TimeTextEmbedding(tc, cfg["pooled_projection_dim"])
-        self.caption_projection = nn.Linear(cfg["caption_channels"], dim)
-        self.rope = RoPE3D(cfg["head_dim"], interpolation_scale=(
-            cfg["interpolation_scale_t"], cfg["interpolation_scale_h"], cfg["interpolation_scale_w"]))  # fmt: skip
-        last = len(num_layers) - 1
+        self.patch_embed = PatchEmbed2D(cfg.in_channels, dim, cfg.patch_size)
+        self.time_text_embed = TimeTextEmbedding(tc, cfg.pooled_projection_dim)
+        self.caption_projection = nn.Linear(cfg.caption_channels, dim)
+        self.rope = RoPE3D(cfg.head_dim, interpolation_scale=(
+            cfg.interpolation_scale_t, cfg.interpolation_scale_h, cfg.interpolation_scale_w))  # fmt: skip
+        num_layers, last = cfg.num_layers, len(cfg.num_layers) - 1
         self.transformer_blocks = nn.ModuleList(
             nn.ModuleList(
-                SparseMMDiTBlock(dim, cfg["num_heads"], cfg["head_dim"], tc, sparsity=k, group=k > 1 and i % 2 == 1,
-                                 double_ff=cfg["double_ff"], attention_bias=cfg["attention_bias"],
-                                 ff_bias=cfg["ff_bias"], eps=eps,
-                                 context_pre_only=(s == last and i == num_layers[s] - 1))  # fmt: skip
+                SparseMMDiTBlock(dim, cfg.num_heads, cfg.head_dim, tc, sparsity=k, group=k > 1 and i % 2 == 1,
+                                 double_ff=cfg.double_ff, attention_bias=cfg.attention_bias, ff_bias=cfg.ff_bias,
+                                 eps=eps, context_pre_only=(s == last and i == num_layers[s] - 1))  # fmt: skip
                 for i in range(num_layers[s])
             )
             for s, k in enumerate(self.sparsity)
         )
-        self.num_skips = len(num_layers) // 2 if cfg["skip_connection"] else 0
+        self.num_skips = len(num_layers) // 2 if cfg.skip_connection else 0
         if self.num_skips:
-            zero = cfg["skip_connection_zero_init"]
+            zero = cfg.skip_connection_zero_init
             self.skip_norm_linear = nn.ModuleList(_skip_fusion(dim, zero, eps) for _ in range(self.num_skips))
             self.skip_norm_linear_enc = nn.ModuleList(_skip_fusion(dim, zero, eps) for _ in range(self.num_skips))
         self.norm_final = FP32LayerNorm(dim, eps=eps)
         self.norm_out = AdaNormOut(tc, dim, eps)
-        self.proj_out = nn.Linear(dim, cfg["patch_size_t"] * cfg["patch_size"] ** 2 * cfg["out_channels"])
+        self.proj_out = nn.Linear(dim, cfg.patch_size_t * cfg.patch_size**2 * cfg.out_channels)
         self.register_load_state_dict_pre_hook(self._drop_unused_keys)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | str) -> SparseUMMDiT:
-        """From a reference config dict (model JSON or its ``predictor`` block) or a ``PRESETS`` name."""
-        return cls(**resolve_config(config))
+    def from_config(cls, config: SUVConfig | Mapping[str, Any] | str) -> SparseUMMDiT:
+        """From a ``SUVConfig``, a reference config dict (model JSON or its ``predictor`` block) or a ``PRESETS``
+        name."""
+        return cls(**dataclasses.asdict(resolve_config(config)))
 
     def checkpoint_feedforwards(self, enabled: bool = True) -> int:
         """Recompute every FFN in the backward instead of keeping its activations (selective activation
@@ -163,12 +150,12 @@ class SparseUMMDiT(nn.Module):
         Returns:
             velocity ``(B, C_out, T, H, W)`` in the latent's dtype.
         """
-        inp = check_inputs(self, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
+        inp = check_inputs(self.config, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
                            pooled_projections, attention_mask)  # fmt: skip
         b, _, t, h, w = hidden_states.shape
         grid = (t // self.patch_size_t, h // self.patch_size, w // self.patch_size)
         x = self.patch_embed(hidden_states)
-        chunk = split_tokens(x.shape[1], self.config["num_heads"], sp_group)
+        chunk = split_tokens(x.shape[1], self.config.num_heads, sp_group)
         if chunk is not None:
             x = x[:, chunk]  # this rank's tokens; the slice's backward leaves the others' rows zero
         c = self.time_text_embed(inp.timestep, inp.pooled)

@@ -69,7 +69,7 @@ def demo_pipeline(workdir: PathLike, seed: int = 0) -> Pipeline:
     torch.manual_seed(seed)
     dit = SparseUMMDiT.from_config("suv-tiny").eval()
     vae = WFVAE.from_config("tiny").eval()
-    t5, clip = make_tiny_encoders(workdir, dit.config["caption_channels"], dit.config["pooled_projection_dim"], seed)
+    t5, clip = make_tiny_encoders(workdir, dit.config.caption_channels, dit.config.pooled_projection_dim, seed)
     return Pipeline(dit, vae, TextEncoders.load(t5, clip, max_length=DEMO_T5_TOKENS))
 
 

@@ -46,7 +46,7 @@ def load_encoders(cfg, workdir: Path) -> tuple[WFVAE, TextEncoders]:
     if t5 is None or clip is None:
         model = resolve_config(cfg.model)
         rank0 = not dist.is_initialized() or dist.get_rank() == 0
-        tiny = make_tiny_encoders(workdir, model["caption_channels"], model["pooled_projection_dim"], write=rank0)
+        tiny = make_tiny_encoders(workdir, model.caption_channels, model.pooled_projection_dim, write=rank0)
         if dist.is_initialized():
             dist.barrier()
         t5, clip = t5 or tiny[0], clip or tiny[1]

@@ -60,7 +60,7 @@ class Trainer:
         if cfg.checkpoint_ff:
             self.model.checkpoint_feedforwards()
         self.sp = cfg.sequence_parallel
-        self.sp_group = sequence_parallel_group(self.sp, self.model.config["num_heads"], self.device.type)
+        self.sp_group = sequence_parallel_group(self.sp, self.model.config.num_heads, self.device.type)
         # The data-parallel rank (which slice of the global batch) and the number of distinct slices.
         self.dp_rank, self.dp_world = self.rank // self.sp, self.world // self.sp
         self.module = self._data_parallel()

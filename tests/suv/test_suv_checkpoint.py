@@ -62,7 +62,7 @@ def test_mismatched_config_is_refused_with_shapes(tmp_path):
     save_suv(random_suv(), tmp_path / "m.safetensors")
     with pytest.raises(CheckpointError, match=r"shape mismatches: .*attn1\.norm_q\.weight: checkpoint \(16,\) vs "
                                               r"model \(32,\)"):  # fmt: skip
-        load_suv(tmp_path / "m.safetensors", config={**random_suv().config, "num_heads": 1, "head_dim": 32})
+        load_suv(tmp_path / "m.safetensors", config={**random_suv().config.to_dict(), "num_heads": 1, "head_dim": 32})
     with pytest.raises(CheckpointError, match=r"missing keys: 648 \[transformer_blocks\.1\.2\."):
         load_suv(tmp_path / "m.safetensors", config="suv-narrow")
 
