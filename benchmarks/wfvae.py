@@ -92,7 +92,7 @@ def run_case(case: dict) -> dict:
     with torch.inference_mode():
         start = time.perf_counter()
         if case["impl"] == "ours":
-            out = model.encode(x).mean if case["op"] == "encode" else model.decode(x, clamp=False)
+            out = model.encode(x).mean if case["op"] == "encode" else model.decode(x)
         else:
             out = model.encode(x).latent_dist.mean if case["op"] == "encode" else model.decode(x).sample
         seconds = time.perf_counter() - start

@@ -21,8 +21,9 @@ LAYERS = {  # module prefix -> layer (higher imports lower); the longest matchin
     "suv.io": 1, "suv.parallel": 1,
     "suv.models": 2, "suv.vae": 2, "suv.text": 2, "suv.sampling": 2,
     "suv.train": 3,
-    "suv.cli": 4, "suv.checkpoint": 4, "suv.suv_checkpoint": 4, "suv._deprecated": 4, "suv": 4,
+    "suv.cli": 4, "suv.checkpoint": 4, "suv.suv_checkpoint": 4, "suv._deprecated": 4,
 }  # fmt: skip
+TOP = {"suv": 4}  # the package itself only: a new top-level module must be given its layer
 NAMES = {0: "skiparse", 1: "parallel | io", 2: "models | vae | text | sampling", 3: "train", 4: "cli"}
 
 
@@ -61,6 +62,8 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 
 def layer(name: str) -> int | None:
+    if name in TOP:
+        return TOP[name]
     prefix = max((p for p in LAYERS if name == p or name.startswith(p + ".")), key=len, default=None)
     return None if prefix is None else LAYERS[prefix]
 

@@ -77,7 +77,7 @@ def _recon(args: argparse.Namespace) -> None:
         posterior = model.encode(x)
         z = posterior.sample(torch.Generator(args.device).manual_seed(args.seed)) if args.sample else posterior.mode()
         encoded = time.perf_counter()
-        recon = model.decode(z).float().cpu()
+        recon = model.decode(z).float().cpu().clamp_(-1.0, 1.0)  # the pixels that are written and measured
         decoded = time.perf_counter()
     a, b = video.add(1).div(2), recon.add(1).div(2)
     write_video(args.output, tensor_to_frames(recon), fps)

@@ -317,11 +317,12 @@ class WFVAE(nn.Module):
             pos += y.shape[2]
         return out
 
-    def decode(self, z: torch.Tensor, chunked: bool | None = None, clamp: bool = True) -> torch.Tensor:
-        """Latent (B, L, T_lat, h, w) -> video (B, 3, (T_lat - 1) * tc + 1, 8h, 8w), clamped to [-1, 1].
+    def decode(self, z: torch.Tensor, chunked: bool | None = None) -> torch.Tensor:
+        """Latent (B, L, T_lat, h, w) -> video (B, 3, (T_lat - 1) * tc + 1, 8h, 8w), nominally in [-1, 1].
 
-        chunked: temporal chunks with the causal cache; None follows ``enable_tiling``. ``clamp=False`` returns
-        the raw decoder output (e.g. for losses).
+        The decoder's output as is, like the reference (and diffusers' VAEs): not clamped, so gradients reach every
+        pixel; the video writer (``suv.io.tensor_to_frames``) clamps.
+        chunked: temporal chunks with the causal cache; None follows ``enable_tiling``.
         """
         self._check_latent(z)
         chunked = self.use_tiling if chunked is None else chunked
@@ -331,7 +332,7 @@ class WFVAE(nn.Module):
                                 self.spatial_overlap // s, up=s, down=1)  # fmt: skip
         else:
             video = self._decode_frames(z, chunked)
-        return video.clamp_(-1.0, 1.0) if clamp else video
+        return video
 
     def forward(self, x: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, DiagonalGaussian]:  # fmt: skip
