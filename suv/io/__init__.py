@@ -8,6 +8,7 @@ from .checkpoint import (
     load_state_dict_strict,
     read_checkpoint,
     read_json_config,
+    read_model_checkpoint,
     save_checkpoint,
     save_state,
     unwrap_state_dict,
@@ -16,6 +17,7 @@ from .video import frames_to_tensor, read_video, resize_center_crop, tensor_to_f
 
 __all__ = [
     "DEFAULT_CONTAINER_KEYS", "CheckpointError", "atomic_path", "frames_to_tensor", "is_json_path",
-    "load_state_dict_strict", "read_checkpoint", "read_json_config", "read_video", "resize_center_crop",
-    "save_checkpoint", "save_state", "tensor_to_frames", "unwrap_state_dict", "write_atomic", "write_video",
+    "load_state_dict_strict", "read_checkpoint", "read_json_config", "read_model_checkpoint", "read_video",
+    "resize_center_crop", "save_checkpoint", "save_state", "tensor_to_frames", "unwrap_state_dict", "write_atomic",
+    "write_video",
 ]

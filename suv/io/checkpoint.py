@@ -198,3 +198,29 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         parts.append("check that the config matches the checkpoint")
         raise CheckpointError("; ".join(parts))
     module.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+def _tensors_only(obj: Any) -> Any:
+    """Megatron stores ``<module>._extra_state: None``; drop those so the flat dict is name -> tensor only."""
+    if isinstance(obj, Mapping):
+        return {k: _tensors_only(v) for k, v in obj.items() if not str(k).endswith("._extra_state")}
+    return obj
+
+
+def read_model_checkpoint(path: PathLike, config: Any = None, json_block: str = "", default: Any = None,
+                          container_keys: tuple[str, ...] = DEFAULT_CONTAINER_KEYS, weights_only: bool = True
+                          ) -> tuple[dict[str, torch.Tensor], Any]:  # fmt: skip
+    """``(flat state dict, config)`` of a model checkpoint file, for a loader to build the model and load it.
+
+    The state dict is unwrapped from its containers (``unwrap_state_dict``), without Megatron's ``_extra_state``
+    entries. The config is ``config`` as given (a JSON file is read, its ``json_block`` found), else the one stored
+    in the file, else ``default``.
+    """
+    obj = _tensors_only(read_checkpoint(path, weights_only=weights_only))
+    if is_json_path(config):
+        config = read_json_config(config, json_block)
+    if config is None:
+        stored = obj.get(_CONFIG_KEY) if isinstance(obj, Mapping) else None
+        config = stored if isinstance(stored, Mapping) else default
+    return unwrap_state_dict(obj, container_keys), config
+

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..io.config import check_positive_ints, plain_dict, resolve
+
 # Reference JSON fields that do not change the module (training switches, dtype, names) or that every
 # supported value shares; they are accepted and ignored. A value other than the listed one is refused.
 _FIXED = {"activation_fn": "gelu-approximate"}
@@ -14,7 +16,7 @@ _IGNORED = {
     "use_rope", "sample_size", "sample_size_t", "gradient_checkpointing", "recompute_granularity", "recompute_method",
     "recompute_num_layers", "use_stepwise_skip", "ckpt_path",
 }  # fmt: skip
-_POSITIVE = ("num_heads", "head_dim", "in_channels", "out_channels", "patch_size_t", "patch_size", "timestep_embed_dim",
+_POSITIVE_INTS = ("num_heads", "head_dim", "in_channels", "out_channels", "patch_size_t", "patch_size", "timestep_embed_dim",
              "caption_channels", "pooled_projection_dim")  # fmt: skip
 
 
@@ -58,10 +60,7 @@ class SUVConfig:
             if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
                 raise ValueError(f"SUVConfig.{name} must be a list of ints, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        for name in _POSITIVE:
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"SUVConfig.{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, _POSITIVE_INTS)
         if len(self.num_layers) != len(self.sparse_n) or len(self.num_layers) % 2 == 0:
             raise ValueError(f"num_layers and sparse_n must have the same odd length (U shape), got "
                              f"{list(self.num_layers)} and {list(self.sparse_n)}")  # fmt: skip
@@ -105,9 +104,7 @@ class SUVConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form with the reference field names (inverse of ``from_dict``)."""
-        out = dataclasses.asdict(self)
-        out["num_layers"], out["sparse_n"] = list(self.num_layers), list(self.sparse_n)
-        return out
+        return plain_dict(self)
 
 
 _TINY = dict(num_heads=2, head_dim=16, timestep_embed_dim=32, caption_channels=24, pooled_projection_dim=16)
@@ -123,10 +120,4 @@ PRESETS: dict[str, SUVConfig] = {
 
 def resolve_config(config: SUVConfig | Mapping[str, Any] | str) -> SUVConfig:
     """Accept a ``SUVConfig``, a reference config dict, or a preset name from ``PRESETS``."""
-    if isinstance(config, SUVConfig):
-        return config
-    if isinstance(config, str):
-        if config not in PRESETS:
-            raise ValueError(f"unknown SUV preset {config!r}; expected one of {sorted(PRESETS)}")
-        return PRESETS[config]
-    return SUVConfig.from_dict(config)
+    return resolve(config, SUVConfig, PRESETS, "SUV")

@@ -12,60 +12,41 @@ from typing import Any, Mapping
 
 import torch
 
-from ..io.checkpoint import (
-    DEFAULT_CONTAINER_KEYS,
-    is_json_path,
-    load_state_dict_strict,
-    read_checkpoint,
-    read_json_config,
-    save_checkpoint,
-    unwrap_state_dict,
-)
+from ..io.checkpoint import load_state_dict_strict, read_model_checkpoint, save_checkpoint
 from .config import SUVConfig, resolve_config
 from .sparse_ummdit import SparseUMMDiT
 
 PathLike = str | os.PathLike
 
 
-def _tensors_only(obj: Any) -> Any:
-    """Megatron stores ``<module>._extra_state: None``; drop those so the flat dict is name -> tensor only."""
-    if isinstance(obj, Mapping):
-        return {k: _tensors_only(v) for k, v in obj.items() if not str(k).endswith("._extra_state")}
-    return obj
-
-
 def read_suv_state_dict(path: PathLike, weights_only: bool = True) -> tuple[dict[str, torch.Tensor], dict | None]:
     """(flat state dict without ``_extra_state`` entries, stored config or None) of a SUV checkpoint file."""
-    obj = _tensors_only(read_checkpoint(path, weights_only=weights_only))
-    config = obj.get("config") if isinstance(obj, Mapping) and isinstance(obj.get("config"), Mapping) else None
-    return unwrap_state_dict(obj, DEFAULT_CONTAINER_KEYS), config
+    return read_model_checkpoint(path, weights_only=weights_only)
 
 
-def load_suv(path: PathLike, config: SUVConfig | Mapping[str, Any] | str | None = None, device: torch.device | str = "cpu",
-             dtype: torch.dtype | None = None, weights_only: bool = True) -> SparseUMMDiT:  # fmt: skip
+def load_suv(path: PathLike, config: SUVConfig | Mapping[str, Any] | str | None = None,
+             device: torch.device | str = "cpu", dtype: torch.dtype | None = None, weights_only: bool = True
+             ) -> SparseUMMDiT:  # fmt: skip
     """Build a ``SparseUMMDiT`` and load ``path`` into it strictly; returns it in eval mode.
 
-    config: a ``PRESETS`` name, a reference config dict, or a JSON file (a model JSON's ``predictor`` block is
-    found); None uses the config stored in the file, else ``"suv-8.5b"``.
+    config: a ``SUVConfig``, a ``PRESETS`` name, a reference config dict, or a JSON file (a model JSON's
+    ``predictor`` block is found); None uses the config stored in the file, else ``"suv-8.5b"``.
     dtype: cast after loading (None keeps the checkpoint's dtype).
     Raises ``CheckpointError`` naming missing/unexpected keys and the offending shapes when the checkpoint was
     made for another config.
     """
-    state_dict, stored = read_suv_state_dict(path, weights_only)
-    if is_json_path(config):
-        config = read_json_config(config, "predictor")
-    cfg = resolve_config(config if config is not None else (stored or "suv-8.5b"))
+    state_dict, config = read_model_checkpoint(path, config, "predictor", "suv-8.5b", weights_only=weights_only)
+    cfg = resolve_config(config)
     with torch.device("meta"):
         model = SparseUMMDiT.from_config(cfg)
     for key in model.unused_checkpoint_keys(state_dict):
         del state_dict[key]
     # Checked on the meta model (no memory), then the checkpoint's tensors are assigned, not copied: a 17 GB
     # file costs 17 GB, not twice that.
-    heads = f"{cfg.num_heads}x{cfg.head_dim}"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*meta parameter.*")
         load_state_dict_strict(model, state_dict, assign=True, what=f"SUV config (num_layers={list(cfg.num_layers)}, "
-                               f"heads={heads}, in_channels={cfg.in_channels})")  # fmt: skip
+                               f"heads={cfg.num_heads}x{cfg.head_dim}, in_channels={cfg.in_channels})")  # fmt: skip
     model.to(device=device, dtype=dtype)
     return model.eval()
 

@@ -6,15 +6,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..io.checkpoint import (
-    DEFAULT_CONTAINER_KEYS,
-    is_json_path,
-    load_state_dict_strict,
-    read_checkpoint,
-    read_json_config,
-    save_checkpoint,
-    unwrap_state_dict,
-)
+from ..io.checkpoint import DEFAULT_CONTAINER_KEYS, load_state_dict_strict, read_model_checkpoint, save_checkpoint
 from .config import WFVAEConfig
 from .model import WFVAE
 
@@ -32,13 +24,8 @@ def load_wfvae(path: PathLike, config: WFVAEConfig | Mapping[str, Any] | str | N
     block is found). None uses the config stored in the checkpoint, else the v1.5 preset.
     use_ema: prefer ``ema_state_dict`` when the checkpoint has one (the reference does the same).
     """
-    obj = read_checkpoint(path, weights_only=weights_only)
-    if is_json_path(config):
-        config = read_json_config(config, "ae")
-    if config is None:
-        config = obj.get("config", "v1.5") if isinstance(obj, Mapping) else "v1.5"
     keys = DEFAULT_CONTAINER_KEYS if use_ema else tuple(k for k in DEFAULT_CONTAINER_KEYS if k != "ema_state_dict")
-    state_dict = unwrap_state_dict(obj, keys)
+    state_dict, config = read_model_checkpoint(path, config, "ae", "v1.5", keys, weights_only)
     model = WFVAE.from_config(config)
     load_state_dict_strict(model, state_dict, what=f"WF-VAE config (latent_dim={model.config.latent_dim}, "
                            f"base_channels={model.config.base_channels})")  # fmt: skip

@@ -171,6 +171,22 @@ def _chunks(total: int, size: int) -> list[tuple[int, int]]:
     return [(0, 1)] + [(s, min(s + size, total)) for s in range(1, total, size)]
 
 
+def _run_in_chunks(net: nn.Module, x: torch.Tensor, chunk: int, frames_out: int) -> torch.Tensor:
+    """``net(x)[0]`` computed over the time chunks ``_chunks(T, chunk)`` with one causal cache, each chunk's output
+    written into a single ``frames_out``-frame tensor. The cache marks the last chunk (the decoder's temporal
+    upsampling emits its held frame there)."""
+    x = x.contiguous(memory_format=ACTIVATION_LAYOUT)
+    cache, out, pos = CausalCache(), None, 0
+    for start, end in _chunks(x.shape[2], chunk):
+        cache.final = end == x.shape[2]
+        y = net(x[:, :, start:end], cache)[0]
+        if out is None:
+            out = y.new_empty(*y.shape[:2], frames_out, *y.shape[3:])
+        out[:, :, pos : pos + y.shape[2]] = y
+        pos += y.shape[2]
+    return out
+
+
 class WFVAE(nn.Module):
     """Wavelet-flow video VAE. Constructor arguments are the reference config's fields (see ``WFVAEConfig``).
 
@@ -263,18 +279,10 @@ class WFVAE(nn.Module):
             )
 
     def _encode_frames(self, x: torch.Tensor, chunked: bool) -> torch.Tensor:
-        x = x.contiguous(memory_format=ACTIVATION_LAYOUT)
         if not chunked:
-            return self.encoder(x)[0].contiguous()
-        cache, out, pos = CausalCache(), None, 0
-        for start, end in _chunks(x.shape[2], self.t_chunk_enc):
-            h = self.encoder(x[:, :, start:end], cache)[0]
-            if out is None:
-                t_lat = (x.shape[2] - 1) // self.config.temporal_compression + 1
-                out = h.new_empty(*h.shape[:2], t_lat, *h.shape[3:])
-            out[:, :, pos : pos + h.shape[2]] = h
-            pos += h.shape[2]
-        return out
+            return self.encoder(x.contiguous(memory_format=ACTIVATION_LAYOUT))[0].contiguous()
+        t_lat = (x.shape[2] - 1) // self.config.temporal_compression + 1
+        return _run_in_chunks(self.encoder, x, self.t_chunk_enc, t_lat)
 
     def encode(self, x: torch.Tensor, chunked: bool | None = None) -> DiagonalGaussian:
         """Video (B, 3, T, H, W) in [-1, 1] -> posterior over (B, L, (T - 1) / tc + 1, H / 8, W / 8).
@@ -303,19 +311,10 @@ class WFVAE(nn.Module):
             )
 
     def _decode_frames(self, z: torch.Tensor, chunked: bool) -> torch.Tensor:
-        z = z.contiguous(memory_format=ACTIVATION_LAYOUT)
         if not chunked:
-            return self.decoder(z)[0].contiguous()
-        cache, out, pos = CausalCache(), None, 0
-        for start, end in _chunks(z.shape[2], self.t_chunk_dec):
-            cache.final = end == z.shape[2]
-            y = self.decoder(z[:, :, start:end], cache)[0]
-            if out is None:
-                t_out = (z.shape[2] - 1) * self.config.temporal_compression + 1
-                out = y.new_empty(*y.shape[:2], t_out, *y.shape[3:])
-            out[:, :, pos : pos + y.shape[2]] = y
-            pos += y.shape[2]
-        return out
+            return self.decoder(z.contiguous(memory_format=ACTIVATION_LAYOUT))[0].contiguous()
+        t_out = (z.shape[2] - 1) * self.config.temporal_compression + 1
+        return _run_in_chunks(self.decoder, z, self.t_chunk_dec, t_out)
 
     def decode(self, z: torch.Tensor, chunked: bool | None = None) -> torch.Tensor:
         """Latent (B, L, T_lat, h, w) -> video (B, 3, (T_lat - 1) * tc + 1, 8h, 8w), nominally in [-1, 1].
