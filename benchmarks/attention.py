@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-import skiparse  # noqa: E402
-from skiparse.backends import resolve  # noqa: E402
-from skiparse.index import sub_count  # noqa: E402
+import skiparse
+from skiparse.backends import resolve
+from skiparse.host import peak_extra_mib, write_atomic
+from skiparse.index import sub_count
 
 FWD_BWD_FLOP_FACTOR = 3.5  # 2 GEMMs forward + 5 backward (flash recomputation), as FlashAttention counts
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -43,24 +43,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def attention_flops(L: int, T: int, k: int, group: bool, B: int, H: int, D: int) -> float:
     """Forward FLOPs executed: per sub-sequence, 4 * (n + T)^2 * D (QK^T and PV) with n real video rows."""
     return sum(4.0 * (sub_count(s, L, k, group) + T) ** 2 * D for s in range(k)) * B * H
-
-
-# ------------------------------------------------------------------------------------------------ memory
-def _proc_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
-
-
-def peak_extra_mib(fn):
-    """Runs ``fn`` once; returns (its result, peak RSS above the starting RSS in MiB, or None off Linux)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets the high-water mark VmHWM
-        before = _proc_kib("VmRSS")
-    except OSError:
-        before = None
-    result = fn()
-    return result, (None if before is None else (_proc_kib("VmHWM") - before) / 1024)
 
 
 # ------------------------------------------------------------------------------------------------ cases
@@ -137,12 +119,6 @@ def machine_line(device) -> str:
     if device.type == "cuda":
         cpu += f" | GPU {torch.cuda.get_device_name(device)}"
     return f"{cpu} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def plot(rows, path: Path) -> None:

@@ -15,17 +15,14 @@ import argparse
 import collections
 import sys
 import time
-from pathlib import Path
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import skiparse  # noqa: E402
-from skiparse.api import winograd_pays_off  # noqa: E402
-from suv.vae import WFVAE  # noqa: E402
+import skiparse
+from skiparse.api import winograd_pays_off
+from suv.vae import WFVAE
 
 
 def model_conv_shapes(frames: int, size: int) -> dict[str, collections.Counter]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -19,12 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def config(args, data: Path, cache: str | None):
-    from suv.train.trainer import TrainConfig
+    from suv.train import TrainConfig
 
     return TrainConfig.from_dict(dict(data=str(data), cache=cache, t5_max_length=32, num_frames=args.frames,
                                       height=args.size, width=args.size, batch_size=args.batch, save_every=10**9,
@@ -35,7 +32,8 @@ def run_mode(args) -> None:
     """One mode, in this (fresh) process: prints a JSON line."""
     import torch
 
-    from suv.train.trainer import Trainer
+    from skiparse.host import peak_rss_mib
+    from suv.train import Trainer
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -45,7 +43,7 @@ def run_mode(args) -> None:
     trainer.fit(2, progress=False)  # warm-up
     rows = trainer.fit(2 + args.steps, progress=False)
     print(json.dumps({"setup_s": setup, "step_s": statistics.median(r["step_seconds"] for r in rows),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mib": peak_rss_mib()}))
 
 
 def main(argv=None) -> int:
@@ -64,7 +62,7 @@ def main(argv=None) -> int:
         run_mode(args)
         return 0
 
-    from suv.train.cache import build_cache
+    from suv.train import build_cache
     from suv.train.data import make_toy_dataset
 
     with tempfile.TemporaryDirectory() as work:

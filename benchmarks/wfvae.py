@@ -29,23 +29,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from skiparse.host import peak_rss_mib, reset_peak_rss, rss_mib
 
 # Published anchor (paper 4.2, 33 frames, fp32, H100, no block-wise inference), printed for context.
 ANCHOR = "WF-VAE-L encode 33x512x512 on H100: 7,170 MB, 0.0513 s (paper, different GPU and model size)"
-
-
-def _status_mib(field: str) -> float:
-    """VmRSS / VmHWM (peak RSS) of this process from /proc, in MiB."""
-    with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
-
-
-def _reset_peak_rss() -> None:
-    """Restart VmHWM from the current RSS, so the peak excludes loading (Linux: clear_refs mode 5)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def _stub_diffusers() -> None:
@@ -70,13 +57,12 @@ def _stub_diffusers() -> None:
 
 
 def _build(impl: str, weights: str, reference: str | None, config: str):
-    from suv.checkpoint import load_wfvae
+    from suv.vae import load_wfvae
 
     ours = load_wfvae(weights, config=config)
     if impl == "ours":
         return ours
-    sys.path.insert(0, reference)
-    _stub_diffusers()
+    _stub_diffusers()  # the reference checkout is on PYTHONPATH (spawn)
     from causalvideovae.model.vae.modeling_wfvae import WFVAEModel
 
     model = WFVAEModel(**ours.config.to_dict()).eval()
@@ -101,23 +87,27 @@ def run_case(case: dict) -> dict:
     elif case["chunked"]:
         model.enable_tiling()
     gc.collect()
-    _reset_peak_rss()
-    before = _status_mib("VmRSS")
+    reset_peak_rss()  # the peak excludes loading
+    before = rss_mib()
     with torch.inference_mode():
         start = time.perf_counter()
         if case["impl"] == "ours":
-            out = model.encode(x).mean if case["op"] == "encode" else model.decode(x, clamp=False)
+            out = model.encode(x).mean if case["op"] == "encode" else model.decode(x)
         else:
             out = model.encode(x).latent_dist.mean if case["op"] == "encode" else model.decode(x).sample
         seconds = time.perf_counter() - start
-    peak = _status_mib("VmHWM")
+    peak = peak_rss_mib()
     if case.get("save"):
         torch.save(out, case["save"])
     return {"seconds": seconds, "peak_mib": peak, "work_mib": peak - before}
 
 
 def spawn(case: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True)
+    env = dict(os.environ)
+    if case["impl"] == "ref":  # the reference's package, from its checkout
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [case["reference"], env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True,
+                          env=env)  # fmt: skip
     if proc.returncode != 0:
         if case["impl"] == "ref":  # e.g. the reference cannot chunk some T: report instead of aborting
             return {"error": proc.stderr.strip().splitlines()[-1]}
@@ -150,8 +140,7 @@ def main() -> None:
     main_t, main_s = (17, 96) if args.quick else (33, 256)
     long_s = 64 if args.quick else 256
     with tempfile.TemporaryDirectory() as tmp:
-        from suv.checkpoint import save_wfvae
-        from suv.vae import WFVAE
+        from suv.vae import WFVAE, save_wfvae
 
         torch.manual_seed(0)
         weights = os.path.join(tmp, "wfvae_v15_random.safetensors")

@@ -1,8 +1,9 @@
 """The ``torch.ops.skiparse`` namespace: every schema, fake (meta) and autograd rule, defined once.
 
 Backends register only device kernels for these schemas (C++ ``TORCH_LIBRARY_IMPL(skiparse, CPU, m)`` in
-``csrc/cpu``; later Triton for CUDA and AscendC for ``PrivateUse1``), so autograd, ``torch.compile`` and
-``opcheck`` behave the same on every device.
+``csrc/cpu``, Triton for CUDA in ``skiparse/triton/ops.py``, AscendC for ``PrivateUse1`` in ``csrc/npu/host.cpp``),
+so autograd, ``torch.compile`` and ``opcheck`` behave the same on every device. The NPU backend's two internal
+layout ops live in their own namespace, ``torch.ops.skiparse_npu`` (``skiparse/npu/joint.py``).
 
 Shapes (``k`` = sparsity, ``Lp`` = L padded to a multiple of k^2):
 

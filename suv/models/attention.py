@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 import skiparse
 
+from ..parallel import sequence_parallel_attention, sum_grad_over_group
 from .layers import RMSNorm
 
 
@@ -20,7 +20,7 @@ class AttentionContext:
     cos, sin: RoPE tables ``(L, head_dim)`` fp32 (under sequence parallelism: this rank's ``L / W`` rows).
     text_mask ``(B, T)`` / video_mask ``(B, L)`` bool, True = real key, or None when nothing is masked (skiparse then
     needs no mask at all); the video mask always covers the whole sequence (attention sees all ``L`` keys).
-    sp_group: the process group the video tokens are split over, or None (see ``suv.models.sparse_ummdit``).
+    sp_group: the process group the video tokens are split over, or None (see ``suv.parallel.sequence``).
     """
 
     cos: torch.Tensor
@@ -29,22 +29,6 @@ class AttentionContext:
     text_mask: torch.Tensor | None
     video_mask: torch.Tensor | None
     sp_group: Any = None
-
-
-class _SumGradOverGroup(torch.autograd.Function):
-    """Identity on a replicated tensor whose gradient is partial on each rank: the backward sums it over the group,
-    so the function below it (the per-head gather of the text output) sees the whole, replicated gradient."""
-
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
-        return grad, None
 
 
 class JointAttention(nn.Module):
@@ -85,13 +69,11 @@ class JointAttention(nn.Module):
                 q, k, v, self.sparsity, self.group, tq, tk, tv, ctx.text_mask, ctx.video_mask
             )
         else:  # x is this rank's chunk of the video tokens; the text stream is replicated
-            from ..train.sequence_parallel import sequence_parallel_attention  # suv.train only when used
-
             out, text_out = sequence_parallel_attention(q, k, v, self.sparsity, self.group, tq, tk, tv,
                                                         text_mask=ctx.text_mask, video_mask=ctx.video_mask,
                                                         group=ctx.sp_group)  # fmt: skip
             if self.to_add_out is not None:
-                text_out = _SumGradOverGroup.apply(text_out, ctx.sp_group)
+                text_out = sum_grad_over_group(text_out, ctx.sp_group)
         out = self.to_out[1](self.to_out[0](out.flatten(2)))
         if self.to_add_out is None:
             return out, None

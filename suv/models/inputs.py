@@ -1,12 +1,11 @@
 """Validation and normalisation of ``SparseUMMDiT.forward`` inputs: clear errors naming the argument."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 
-if TYPE_CHECKING:
-    from .sparse_ummdit import SparseUMMDiT
+from .config import SUVConfig
 
 
 class Inputs(NamedTuple):
@@ -33,11 +32,11 @@ def _squeeze_singleton(name: str, x: torch.Tensor, ndim: int, shape_doc: str) ->
     return x
 
 
-def check_inputs(model: SparseUMMDiT, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
+def check_inputs(config: SUVConfig, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
                  pooled_projections, attention_mask) -> Inputs:  # fmt: skip
     """Raise ``TypeError``/``ValueError`` for any input the model cannot take; return the normalised inputs."""
     x = _tensor("hidden_states", hidden_states, floating=True)
-    cin, pt, p = model.in_channels, model.patch_size_t, model.patch_size
+    cin, pt, p = config.in_channels, config.patch_size_t, config.patch_size
     if x.dim() != 5 or x.shape[1] != cin:
         raise ValueError(f"hidden_states must be a latent (B, {cin}, T, H, W), got shape {tuple(x.shape)}")
     b, _, t, h, w = x.shape
@@ -46,9 +45,9 @@ def check_inputs(model: SparseUMMDiT, hidden_states, timestep, encoder_hidden_st
                          f"({pt}, {p}, {p})")  # fmt: skip
     if pooled_projections is None:
         raise TypeError("pooled_projections is required: the CLIP pooled text embedding (B, 1, "
-                        f"{model.config['pooled_projection_dim']})")  # fmt: skip
+                        f"{config.pooled_projection_dim})")  # fmt: skip
     if encoder_hidden_states is None:
-        raise TypeError(f"encoder_hidden_states is required: T5 features (B, 1, L_txt, {model.config['caption_channels']})")
+        raise TypeError(f"encoder_hidden_states is required: T5 features (B, 1, L_txt, {config.caption_channels})")
 
     if not isinstance(timestep, torch.Tensor):
         timestep = torch.tensor(float(timestep))
@@ -58,7 +57,7 @@ def check_inputs(model: SparseUMMDiT, hidden_states, timestep, encoder_hidden_st
     if timestep.shape != (b,):
         raise ValueError(f"timestep must be a scalar or (B,) = ({b},), got shape {tuple(timestep.shape)}")
 
-    cap = model.config["caption_channels"]
+    cap = config.caption_channels
     text = _squeeze_singleton("encoder_hidden_states", _tensor("encoder_hidden_states", encoder_hidden_states, True),
                               3, f"(B, 1, L_txt, {cap})")  # fmt: skip
     if text.shape[0] != b or text.shape[2] != cap:
@@ -73,7 +72,7 @@ def check_inputs(model: SparseUMMDiT, hidden_states, timestep, encoder_hidden_st
             raise ValueError(f"encoder_attention_mask must be (B={b}, 1, L_txt={text.shape[1]}), got shape "
                              f"{tuple(encoder_attention_mask.shape)}")  # fmt: skip
 
-    pdim = model.config["pooled_projection_dim"]
+    pdim = config.pooled_projection_dim
     pooled = _squeeze_singleton("pooled_projections", _tensor("pooled_projections", pooled_projections, True),
                                 2, f"(B, 1, {pdim})")  # fmt: skip
     if tuple(pooled.shape) != (b, pdim):

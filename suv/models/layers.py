@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -51,7 +52,16 @@ class FeedForward(nn.Module):
         # Dropout(0) only keeps the index of the second Linear at 2, as in the released key names.
         self.net = nn.ModuleList([GELUProj(dim, dim * mult, bias), nn.Dropout(0.0), nn.Linear(dim * mult, dim, bias=bias)])
 
+        # Recompute in the backward instead of keeping the activations (training's ``checkpoint_ff``; v1.5's
+        # ``--recom_ffn_layers``); set by ``SparseUMMDiT.checkpoint_feedforwards``.
+        self.recompute = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(self._net, x, use_reentrant=False)
+        return self._net(x)
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.net:
             x = layer(x)
         return x

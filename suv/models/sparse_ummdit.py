@@ -1,35 +1,24 @@
 """``SparseUMMDiT``: the U-shaped sparse MMDiT denoiser of Open-Sora Plan v1.5 (SUV), released key layout.
 
-Sequence parallelism (``forward(..., sp_group=G)``, ``W`` = size of G): every rank of G passes the same inputs.
-After the patch embedding rank ``r`` keeps the contiguous video tokens ``[r L/W, (r+1) L/W)`` (needs
-``L % W == 0`` and ``num_heads % W == 0``); every per-token layer runs on that chunk with its rows of the RoPE
-tables, attention is :func:`suv.train.sequence_parallel.sequence_parallel_attention` (Ulysses all-to-all over
-heads, the whole-sequence video mask), the text stream and the conditioning are replicated, and the output tokens
-are all-gathered before unpatchify, so every rank returns the single-process output.
-
-Gradient contract (the one place it is written down): every rank of G computes the same loss from that output and
-backpropagates it. Then every parameter's gradient on a rank is a partial sum, and the SUM over G of each
-parameter's gradient is the single-process gradient: :func:`sum_sequence_parallel_grads` does it. This holds
-because the output gather's backward keeps this rank's slice of the (replicated) output gradient, and the
-replicated text output of each attention has its partial gradient summed over G before the attention's per-head
-gather takes this rank's heads. A data-parallel wrapper that averages over a world made of whole SP groups
-(DDP/FSDP in ``suv.train.trainer``) gives the data-parallel average when the loss is multiplied by ``W``.
+``forward(..., sp_group=G)`` splits the video tokens over the ranks of ``G`` (sequence parallelism): the contract,
+inputs and gradients, is in ``suv.parallel.sequence``.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..parallel import gather_tokens, split_tokens
 from .attention import AttentionContext
 from .block import SparseMMDiTBlock
-from .config import DEFAULTS, resolve_config
+from .config import SUVConfig, resolve_config
 from .embeddings import PatchEmbed2D, TimeTextEmbedding
 from .inputs import check_inputs
-from .layers import AdaNormOut, FP32LayerNorm
+from .layers import AdaNormOut, FeedForward, FP32LayerNorm
 from .rope import RoPE3D
 
 # Modules of the last block that the TP>1 reference creates but never uses (spec 3.3); dropped on load.
@@ -51,32 +40,8 @@ def _skip_fusion(dim: int, zero_init: bool, eps: float) -> nn.Sequential:
     return nn.Sequential(nn.Identity() if zero_init else FP32LayerNorm(2 * dim, eps=eps), linear)
 
 
-class _GatherTokens(torch.autograd.Function):
-    """``(B, L/W, C)`` chunks -> ``(B, L, C)`` on every rank. Every rank computes the same loss from the result, so
-    its gradient is the same everywhere and this rank's chunk gets its own slice of it (no sum)."""
-
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.rank, ctx.rows = dist.get_rank(group), x.shape[1]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(parts, x.contiguous(), group=group)
-        return torch.cat(parts, dim=1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad[:, ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows].contiguous(), None
-
-
-def sum_sequence_parallel_grads(model: nn.Module, group) -> None:
-    """Sum every parameter's gradient over the SP group ``group``: afterwards each rank holds the single-process
-    gradient (the contract in this module's docstring). Not needed under the trainer's DDP/FSDP (loss x W)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, group=group)
-
-
 class SparseUMMDiT(nn.Module):
-    """Sparse U-shaped MMDiT. Arguments carry the reference config's names (see ``suv.models.config.DEFAULTS``).
+    """Sparse U-shaped MMDiT. Arguments are the fields of ``SUVConfig`` (the reference config's names).
 
     Stage ``s`` has ``num_layers[s]`` blocks with Skiparse sparsity ``sparse_n[s]``; inside a stage with k > 1,
     block ``i`` is single-skip for even ``i`` and group-skip for odd ``i``; k = 1 stages are dense.
@@ -87,57 +52,51 @@ class SparseUMMDiT(nn.Module):
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
-        unknown = set(config) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown SparseUMMDiT arguments {sorted(unknown)}; expected some of {sorted(DEFAULTS)}")
-        cfg = {**DEFAULTS, **config}
-        self.config = cfg
-        num_layers, sparse_n = list(cfg["num_layers"]), list(cfg["sparse_n"])
-        if len(num_layers) != len(sparse_n) or len(num_layers) % 2 == 0:
-            raise ValueError(f"num_layers and sparse_n must have the same odd length (U shape), got {num_layers} "
-                             f"and {sparse_n}")  # fmt: skip
-        if any(n < 1 or n % 2 for n in num_layers):
-            raise ValueError(f"every stage needs an even, positive layer count (single/group pairs), got {num_layers}")
-        if any(k < 1 for k in sparse_n):
-            raise ValueError(f"sparse_n entries must be >= 1, got {sparse_n}")
-        if cfg["patch_size_t"] != 1:
-            raise ValueError(f"patch_size_t must be 1 (per-frame 2D patch embedding), got {cfg['patch_size_t']}")
-        self.sparsity = [k if cfg["sparse1d"] else 1 for k in sparse_n]
-        dim = cfg["num_heads"] * cfg["head_dim"]
-        self.dim, eps, tc = dim, cfg["norm_eps"], cfg["timestep_embed_dim"]
-        self.patch_size_t, self.patch_size = cfg["patch_size_t"], cfg["patch_size"]
-        self.in_channels, self.out_channels = cfg["in_channels"], cfg["out_channels"]
+        cfg = self.config = SUVConfig(**config)
+        self.sparsity = [k if cfg.sparse1d else 1 for k in cfg.sparse_n]
+        dim, eps, tc = cfg.dim, cfg.norm_eps, cfg.timestep_embed_dim
+        self.dim = dim
+        self.patch_size_t, self.patch_size = cfg.patch_size_t, cfg.patch_size
+        self.in_channels, self.out_channels = cfg.in_channels, cfg.out_channels
 
-        self.patch_embed = PatchEmbed2D(cfg["in_channels"], dim, cfg["patch_size"])
-        self.time_text_embed = TimeTextEmbedding(tc, cfg["pooled_projection_dim"])
-        self.caption_projection = nn.Linear(cfg["caption_channels"], dim)
-        self.rope = RoPE3D(cfg["head_dim"], interpolation_scale=(
-            cfg["interpolation_scale_t"], cfg["interpolation_scale_h"], cfg["interpolation_scale_w"]))  # fmt: skip
-        last = len(num_layers) - 1
+        self.patch_embed = PatchEmbed2D(cfg.in_channels, dim, cfg.patch_size)
+        self.time_text_embed = TimeTextEmbedding(tc, cfg.pooled_projection_dim)
+        self.caption_projection = nn.Linear(cfg.caption_channels, dim)
+        self.rope = RoPE3D(cfg.head_dim, interpolation_scale=(
+            cfg.interpolation_scale_t, cfg.interpolation_scale_h, cfg.interpolation_scale_w))  # fmt: skip
+        num_layers, last = cfg.num_layers, len(cfg.num_layers) - 1
         self.transformer_blocks = nn.ModuleList(
             nn.ModuleList(
-                SparseMMDiTBlock(dim, cfg["num_heads"], cfg["head_dim"], tc, sparsity=k, group=k > 1 and i % 2 == 1,
-                                 double_ff=cfg["double_ff"], attention_bias=cfg["attention_bias"],
-                                 ff_bias=cfg["ff_bias"], eps=eps,
-                                 context_pre_only=(s == last and i == num_layers[s] - 1))  # fmt: skip
+                SparseMMDiTBlock(dim, cfg.num_heads, cfg.head_dim, tc, sparsity=k, group=k > 1 and i % 2 == 1,
+                                 double_ff=cfg.double_ff, attention_bias=cfg.attention_bias, ff_bias=cfg.ff_bias,
+                                 eps=eps, context_pre_only=(s == last and i == num_layers[s] - 1))  # fmt: skip
                 for i in range(num_layers[s])
             )
             for s, k in enumerate(self.sparsity)
         )
-        self.num_skips = len(num_layers) // 2 if cfg["skip_connection"] else 0
+        self.num_skips = len(num_layers) // 2 if cfg.skip_connection else 0
         if self.num_skips:
-            zero = cfg["skip_connection_zero_init"]
+            zero = cfg.skip_connection_zero_init
             self.skip_norm_linear = nn.ModuleList(_skip_fusion(dim, zero, eps) for _ in range(self.num_skips))
             self.skip_norm_linear_enc = nn.ModuleList(_skip_fusion(dim, zero, eps) for _ in range(self.num_skips))
         self.norm_final = FP32LayerNorm(dim, eps=eps)
         self.norm_out = AdaNormOut(tc, dim, eps)
-        self.proj_out = nn.Linear(dim, cfg["patch_size_t"] * cfg["patch_size"] ** 2 * cfg["out_channels"])
+        self.proj_out = nn.Linear(dim, cfg.patch_size_t * cfg.patch_size**2 * cfg.out_channels)
         self.register_load_state_dict_pre_hook(self._drop_unused_keys)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | str) -> SparseUMMDiT:
-        """From a reference config dict (model JSON or its ``predictor`` block) or a ``PRESETS`` name."""
-        return cls(**resolve_config(config))
+    def from_config(cls, config: SUVConfig | Mapping[str, Any] | str) -> SparseUMMDiT:
+        """From a ``SUVConfig``, a reference config dict (model JSON or its ``predictor`` block) or a ``PRESETS``
+        name."""
+        return cls(**dataclasses.asdict(resolve_config(config)))
+
+    def checkpoint_feedforwards(self, enabled: bool = True) -> int:
+        """Recompute every FFN in the backward instead of keeping its activations (selective activation
+        checkpointing); returns how many FFNs it applies to."""
+        ffns = [m for m in self.modules() if isinstance(m, FeedForward)]
+        for ffn in ffns:
+            ffn.recompute = enabled
+        return len(ffns)
 
     def unused_checkpoint_keys(self, state_dict: Mapping[str, Any], prefix: str = "") -> list[str]:
         """Keys of ``state_dict`` this model ignores: ``*._extra_state`` (Megatron) and the last block's text
@@ -155,19 +114,6 @@ class SparseUMMDiT(nn.Module):
         # Runs before any submodule loads, so a plain load_state_dict(strict=True) accepts released dicts.
         for key in self.unused_checkpoint_keys(state_dict, prefix):
             del state_dict[key]
-
-    def _sp_chunk(self, length: int, sp_group) -> slice | None:
-        """This rank's video tokens under sequence parallelism over ``sp_group`` (None: not split)."""
-        if sp_group is None or dist.get_world_size(sp_group) == 1:
-            return None
-        w, heads = dist.get_world_size(sp_group), self.config["num_heads"]
-        if length % w:
-            raise ValueError(f"sequence parallel: the video tokens ({length}) must be divisible by the group size "
-                             f"({w})")  # fmt: skip
-        if heads % w:
-            raise ValueError(f"sequence parallel: num_heads ({heads}) must be divisible by the group size ({w})")
-        rank = dist.get_rank(sp_group)
-        return slice(rank * length // w, (rank + 1) * length // w)
 
     def _context(self, batch: int, grid: tuple[int, int, int], device: torch.device,
                  encoder_attention_mask: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -199,17 +145,17 @@ class SparseUMMDiT(nn.Module):
             encoder_attention_mask: ``(B, 1, L_txt)`` (or ``(B, L_txt)``), 1 = real token; None = all real.
             pooled_projections: CLIP pooled embedding ``(B, 1, P)`` (or ``(B, P)``).
             attention_mask: optional video mask ``(B, T, H, W)``, 1 = keep (max-pooled over each patch).
-            sp_group: a process group to split the video tokens over (sequence parallelism, module docstring:
+            sp_group: a process group to split the video tokens over (sequence parallelism, ``suv.parallel.sequence``:
                 the same inputs on every rank, the same output, gradients summed over the group); None = whole.
         Returns:
             velocity ``(B, C_out, T, H, W)`` in the latent's dtype.
         """
-        inp = check_inputs(self, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
+        inp = check_inputs(self.config, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
                            pooled_projections, attention_mask)  # fmt: skip
         b, _, t, h, w = hidden_states.shape
         grid = (t // self.patch_size_t, h // self.patch_size, w // self.patch_size)
         x = self.patch_embed(hidden_states)
-        chunk = self._sp_chunk(x.shape[1], sp_group)
+        chunk = split_tokens(x.shape[1], self.config.num_heads, sp_group)
         if chunk is not None:
             x = x[:, chunk]  # this rank's tokens; the slice's backward leaves the others' rows zero
         c = self.time_text_embed(inp.timestep, inp.pooled)
@@ -230,7 +176,7 @@ class SparseUMMDiT(nn.Module):
 
         x = self.proj_out(self.norm_out(self.norm_final(x), c))
         if chunk is not None:
-            x = _GatherTokens.apply(x, ctx.sp_group)
+            x = gather_tokens(x, ctx.sp_group)
         return self._unpatchify(x, grid)
 
     def _unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:

@@ -68,3 +68,22 @@ class CLIPTextEncoder:
         tok = self.tokenizer(_prompts(prompts), max_length=self.max_length, padding="max_length", truncation=True,
                              return_tensors="pt")  # fmt: skip
         return self.model(input_ids=tok.input_ids.to(self.device)).text_embeds.unsqueeze(1)
+
+
+class TextEncoders:
+    """T5 and CLIP together: the two text conditions of the SUV denoiser, for sampling and for training alike."""
+
+    def __init__(self, t5: T5TextEncoder, clip: CLIPTextEncoder) -> None:
+        self.t5, self.clip = t5, clip
+
+    @classmethod
+    def load(cls, t5: PathLike, clip: PathLike, max_length: int = 512, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> TextEncoders:  # fmt: skip
+        """Both encoders from local directories (``max_length``: T5 tokens)."""
+        return cls(T5TextEncoder(t5, max_length, device, dtype), CLIPTextEncoder(clip, device=device, dtype=dtype))
+
+    @torch.no_grad()
+    def encode(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(T5 hidden (B, 1, L, D), T5 mask (B, 1, L), CLIP pooled (B, 1, P))`` of the prompts."""
+        hidden, mask = self.t5.encode(prompts)
+        return hidden, mask, self.clip.encode(prompts)

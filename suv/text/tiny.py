@@ -52,3 +52,15 @@ def make_tiny_clip(path: PathLike, projection_dim: int = 16, seed: int = 0) -> P
     CLIPTextModelWithProjection(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return Path(path)
+
+
+def make_tiny_encoders(workdir: PathLike, caption_channels: int, pooled_dim: int, seed: int = 0, write: bool = True
+                       ) -> tuple[Path, Path]:  # fmt: skip
+    """The directories ``workdir/tiny_t5`` and ``workdir/tiny_clip`` of tiny random encoders whose widths fit a
+    SUV config (T5 hidden = ``caption_channels``, CLIP pooled = ``pooled_dim``); ``write=False`` only names them
+    (e.g. on the ranks that wait while rank 0 writes)."""
+    t5, clip = Path(workdir) / "tiny_t5", Path(workdir) / "tiny_clip"
+    if write:
+        make_tiny_t5(t5, d_model=caption_channels, seed=seed)
+        make_tiny_clip(clip, projection_dim=pooled_dim, seed=seed)
+    return t5, clip

@@ -3,7 +3,7 @@
 ``suv-cache --config C.yaml --output DIR`` writes ``DIR/shard_<n>.safetensors`` (latents ``latent/<clip>``, T5 and
 CLIP embeddings ``t5/<clip>/<caption>``, ``mask/...``, ``clip/...``), ``DIR/empty.safetensors`` (the empty
 caption's embeddings) and, last, ``DIR/index.json`` with the SHA-256 of every file and the fingerprint of what
-produced them (index, VAE, encoders, frames, size, fps). Training with ``cache: DIR`` refuses a cache whose
+produced them (index, VAE, encoders, frames, size, fps). Training with ``cache: DIR`` (``CachedClips``) refuses a cache whose
 fingerprint differs from its config (stale) or whose files do not match their checksums (corrupt), naming which.
 Every file is written to a temporary name and renamed; an interrupted build leaves no index, so no cache.
 Clips that cannot be used (missing, undecodable, too short) are left out with a logged reason and listed under
@@ -11,18 +11,18 @@ Clips that cannot be used (missing, undecodable, too short) are left out with a 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import random
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import atomic_path
+from skiparse.host import atomic_path, write_atomic
+
+from .sources import OnlineClips, load_encoders, pick_captions
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -56,13 +56,9 @@ def _save(tensors: dict, path: Path) -> dict:
 @torch.no_grad()
 def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     """Encode every clip of ``cfg.data`` (one window each) and its captions; returns the index path."""
-    from .sources import OnlineClips, TextEncoders
-    from .trainer import load_encoders
-
     out = Path(out)
-    vae, t5, clip = load_encoders(cfg, out)
-    source = OnlineClips(cfg, vae, TextEncoders(t5, clip))
-    text = source.text
+    source = OnlineClips(cfg, *load_encoders(cfg, out))
+    text = source.caption
     rng = random.Random(cfg.seed)
     shards, tensors, clips, skipped, caption_counts, shapes = [], {}, 0, [], [], []
     for i, record in enumerate(source.records):
@@ -89,8 +85,7 @@ def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     empty = _save({"t5": hidden, "mask": mask, "clip": pooled}, out / "empty.safetensors")
     index = {"format": FORMAT, "fingerprint": fingerprint(cfg), "clips": clips, "captions": caption_counts,
              "shapes": shapes, "shards": shards, "empty": empty, "skipped": skipped}
-    with atomic_path(out / "index.json") as tmp:
-        tmp.write_text(json.dumps(index, indent=1))
+    write_atomic(out / "index.json", json.dumps(index, indent=1))
     if skipped:
         log.warning("latent cache %s: left out %d of %d clips (listed under 'skipped' in index.json)", out,
                     len(skipped), len(source.records))
@@ -129,22 +124,13 @@ def _load_verified(folder: Path, entry: dict) -> dict:
     return load_file(str(path))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .cli import load_config
+class CachedClips:
+    """The latent cache (``suv-cache``), checked against the config and its checksums, held in memory."""
 
-    parser = argparse.ArgumentParser(prog="suv-cache", description="Precompute the latent cache of a training config")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--output", required=True, type=Path, help="cache folder (then `cache: <it>` in the config)")
-    parser.add_argument("--shard-clips", type=int, default=64)
-    args = parser.parse_args(argv)
-    try:
-        index = build_cache(load_config(args.config, args.output), args.output, args.shard_clips)
-    except ValueError as e:
-        raise SystemExit(f"suv-cache: {e}") from e
-    summary = json.loads(index.read_text())
-    print(f"suv-cache: wrote {index} ({summary['clips']} clips cached, {len(summary['skipped'])} skipped)")
-    return 0
+    def __init__(self, cfg):
+        self.latents, self.captions, self.empty, self.shapes = read_cache(cfg.cache, cfg)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def batch(self, indices: list[int], drop: float, g: torch.Generator, keep: slice = slice(None)):
+        picks = pick_captions(indices, lambda i: len(self.captions[i]), drop, g)[keep]
+        rows = [(self.latents[i], *(self.empty if c is None else self.captions[i][c])) for i, c in picks]
+        return tuple(torch.stack(t) for t in zip(*rows))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..sampling.prompts import clean_caption
-from ..video_io import frames_to_tensor, read_video, resize_center_crop, write_video
+from ..io import frames_to_tensor, read_video, resize_center_crop, write_video
 
 
 @dataclass

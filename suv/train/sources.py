@@ -1,4 +1,5 @@
-"""Where a training batch comes from: clips encoded on the fly (the reference's online path) or the latent cache.
+"""Where a training batch comes from: clips encoded on the fly (``OnlineClips``, the reference's online path, with
+the encoders of ``load_encoders``) or the latent cache (``suv.train.cache.CachedClips``).
 
 Both give ``batch(indices, drop, g, keep) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
 clip pooled (B, 1, P))`` for the clips the sampler chose (one shape), every random choice drawn from ``g`` for the
@@ -14,9 +15,15 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 import torch
 
+import torch.distributed as dist
+
+from ..models import resolve_config
+from ..text import TextEncoders, make_tiny_encoders
+from ..vae import WFVAE, load_wfvae
 from .buckets import clip_sizes
 from .data import load_clip, read_index, valid_frame_count
 
@@ -32,16 +39,19 @@ def pick_captions(indices: list[int], caption_counts, drop: float, g: torch.Gene
     return picks
 
 
-class TextEncoders:
-    """T5 (hidden states and mask) and CLIP (pooled) embeddings of one caption, as training conditions on them."""
-
-    def __init__(self, t5, clip):
-        self.t5, self.clip = t5, clip
-
-    @torch.no_grad()
-    def __call__(self, caption: str):
-        hidden, mask = self.t5.encode([caption])
-        return hidden[0], mask[0], self.clip.encode([caption])[0]
+def load_encoders(cfg, workdir: Path) -> tuple[WFVAE, TextEncoders]:
+    """The WF-VAE and the text encoders of a config; without T5/CLIP directories, tiny random encoders of the
+    model's widths are written to ``workdir`` (once, by rank 0)."""
+    vae = load_wfvae(cfg.vae) if Path(cfg.vae).is_file() else WFVAE.from_config(cfg.vae)
+    t5, clip = cfg.t5, cfg.clip
+    if t5 is None or clip is None:
+        model = resolve_config(cfg.model)
+        rank0 = not dist.is_initialized() or dist.get_rank() == 0
+        tiny = make_tiny_encoders(workdir, model.caption_channels, model.pooled_projection_dim, write=rank0)
+        if dist.is_initialized():
+            dist.barrier()
+        t5, clip = t5 or tiny[0], clip or tiny[1]
+    return vae.eval(), TextEncoders.load(t5, clip, max_length=cfg.t5_max_length)
 
 
 class OnlineClips:
@@ -54,6 +64,11 @@ class OnlineClips:
         frames = valid_frame_count(cfg.num_frames)
         self.shapes = [None if hw is None else f"{frames}x{hw[0]}x{hw[1]}" for hw in self.sizes]
         self.bad: dict[int, str] = {}  # clip index -> why it cannot be used
+
+    def caption(self, text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(T5 hidden (1, L, D), T5 mask (1, L), CLIP pooled (1, P))`` of one caption."""
+        hidden, mask, pooled = self.text.encode([text])
+        return hidden[0], mask[0], pooled[0]
 
     def _mark_bad(self, i: int, reason: str) -> None:
         self.bad[i] = reason
@@ -104,19 +119,5 @@ class OnlineClips:
             x0 = self.encode_clip(i, random.Random(seed + pos))
             if x0 is None:
                 i, c, x0 = self._replacement(i, drop, seed, pos)
-            rows.append((x0, *self.text("" if c is None else self.records[i].captions[c])))
-        return tuple(torch.stack(t) for t in zip(*rows))
-
-
-class CachedClips:
-    """The latent cache (``suv-cache``), checked against the config and its checksums, held in memory."""
-
-    def __init__(self, cfg):
-        from .cache import read_cache
-
-        self.latents, self.captions, self.empty, self.shapes = read_cache(cfg.cache, cfg)
-
-    def batch(self, indices: list[int], drop: float, g: torch.Generator, keep: slice = slice(None)):
-        picks = pick_captions(indices, lambda i: len(self.captions[i]), drop, g)[keep]
-        rows = [(self.latents[i], *(self.empty if c is None else self.captions[i][c])) for i, c in picks]
+            rows.append((x0, *self.caption("" if c is None else self.records[i].captions[c])))
         return tuple(torch.stack(t) for t in zip(*rows))

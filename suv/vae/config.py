@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..io.config import check_positive_ints, plain_dict, resolve
+
 # Per-channel latent statistics of the v1.5 8x8x8 model: scale = 1/std, shift = mean (spec 1.7).
 V15_SCALE = (
     0.7031, 0.7109, 1.5391, 1.2969, 0.7109, 1.4141, 1.3828, 2.1719, 1.7266, 1.8281, 1.9141, 1.2031, 0.6875, 0.9609,
@@ -64,11 +66,8 @@ class WFVAEConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
         object.__setattr__(self, "shift", tuple(float(s) for s in self.shift))
-        for name in ("latent_dim", "base_channels", "encoder_energy_flow_hidden_size",
-                     "decoder_energy_flow_hidden_size", "encoder_num_resblocks", "decoder_num_resblocks"):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"WFVAEConfig.{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, ("latent_dim", "base_channels", "encoder_energy_flow_hidden_size",
+                                   "decoder_energy_flow_hidden_size", "encoder_num_resblocks", "decoder_num_resblocks"))
         if not isinstance(self.connect_res_layer_num, int) or self.connect_res_layer_num < 0:
             raise ValueError(
                 f"WFVAEConfig.connect_res_layer_num must be an int >= 0, got {self.connect_res_layer_num!r}"
@@ -128,9 +127,7 @@ class WFVAEConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form with the reference field names (inverse of ``from_dict``)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        out["scale"], out["shift"] = list(self.scale), list(self.shift)
-        return out
+        return plain_dict(self, exclude=("extra",))
 
 
 def _v13_overrides(latent_dim: int) -> dict[str, Any]:
@@ -163,10 +160,4 @@ PRESETS: dict[str, WFVAEConfig] = {
 
 def resolve_config(config: WFVAEConfig | Mapping[str, Any] | str) -> WFVAEConfig:
     """Accept a ``WFVAEConfig``, a reference config dict, or a preset name from ``PRESETS``."""
-    if isinstance(config, WFVAEConfig):
-        return config
-    if isinstance(config, str):
-        if config not in PRESETS:
-            raise ValueError(f"unknown WF-VAE preset {config!r}; expected one of {sorted(PRESETS)}")
-        return PRESETS[config]
-    return WFVAEConfig.from_dict(config)
+    return resolve(config, WFVAEConfig, PRESETS, "WF-VAE")

@@ -171,6 +171,22 @@ def _chunks(total: int, size: int) -> list[tuple[int, int]]:
     return [(0, 1)] + [(s, min(s + size, total)) for s in range(1, total, size)]
 
 
+def _run_in_chunks(net: nn.Module, x: torch.Tensor, chunk: int, frames_out: int) -> torch.Tensor:
+    """``net(x)[0]`` computed over the time chunks ``_chunks(T, chunk)`` with one causal cache, each chunk's output
+    written into a single ``frames_out``-frame tensor. The cache marks the last chunk (the decoder's temporal
+    upsampling emits its held frame there)."""
+    x = x.contiguous(memory_format=ACTIVATION_LAYOUT)
+    cache, out, pos = CausalCache(), None, 0
+    for start, end in _chunks(x.shape[2], chunk):
+        cache.final = end == x.shape[2]
+        y = net(x[:, :, start:end], cache)[0]
+        if out is None:
+            out = y.new_empty(*y.shape[:2], frames_out, *y.shape[3:])
+        out[:, :, pos : pos + y.shape[2]] = y
+        pos += y.shape[2]
+    return out
+
+
 class WFVAE(nn.Module):
     """Wavelet-flow video VAE. Constructor arguments are the reference config's fields (see ``WFVAEConfig``).
 
@@ -263,18 +279,10 @@ class WFVAE(nn.Module):
             )
 
     def _encode_frames(self, x: torch.Tensor, chunked: bool) -> torch.Tensor:
-        x = x.contiguous(memory_format=ACTIVATION_LAYOUT)
         if not chunked:
-            return self.encoder(x)[0].contiguous()
-        cache, out, pos = CausalCache(), None, 0
-        for start, end in _chunks(x.shape[2], self.t_chunk_enc):
-            h = self.encoder(x[:, :, start:end], cache)[0]
-            if out is None:
-                t_lat = (x.shape[2] - 1) // self.config.temporal_compression + 1
-                out = h.new_empty(*h.shape[:2], t_lat, *h.shape[3:])
-            out[:, :, pos : pos + h.shape[2]] = h
-            pos += h.shape[2]
-        return out
+            return self.encoder(x.contiguous(memory_format=ACTIVATION_LAYOUT))[0].contiguous()
+        t_lat = (x.shape[2] - 1) // self.config.temporal_compression + 1
+        return _run_in_chunks(self.encoder, x, self.t_chunk_enc, t_lat)
 
     def encode(self, x: torch.Tensor, chunked: bool | None = None) -> DiagonalGaussian:
         """Video (B, 3, T, H, W) in [-1, 1] -> posterior over (B, L, (T - 1) / tc + 1, H / 8, W / 8).
@@ -303,25 +311,17 @@ class WFVAE(nn.Module):
             )
 
     def _decode_frames(self, z: torch.Tensor, chunked: bool) -> torch.Tensor:
-        z = z.contiguous(memory_format=ACTIVATION_LAYOUT)
         if not chunked:
-            return self.decoder(z)[0].contiguous()
-        cache, out, pos = CausalCache(), None, 0
-        for start, end in _chunks(z.shape[2], self.t_chunk_dec):
-            cache.final = end == z.shape[2]
-            y = self.decoder(z[:, :, start:end], cache)[0]
-            if out is None:
-                t_out = (z.shape[2] - 1) * self.config.temporal_compression + 1
-                out = y.new_empty(*y.shape[:2], t_out, *y.shape[3:])
-            out[:, :, pos : pos + y.shape[2]] = y
-            pos += y.shape[2]
-        return out
+            return self.decoder(z.contiguous(memory_format=ACTIVATION_LAYOUT))[0].contiguous()
+        t_out = (z.shape[2] - 1) * self.config.temporal_compression + 1
+        return _run_in_chunks(self.decoder, z, self.t_chunk_dec, t_out)
 
-    def decode(self, z: torch.Tensor, chunked: bool | None = None, clamp: bool = True) -> torch.Tensor:
-        """Latent (B, L, T_lat, h, w) -> video (B, 3, (T_lat - 1) * tc + 1, 8h, 8w), clamped to [-1, 1].
+    def decode(self, z: torch.Tensor, chunked: bool | None = None) -> torch.Tensor:
+        """Latent (B, L, T_lat, h, w) -> video (B, 3, (T_lat - 1) * tc + 1, 8h, 8w), nominally in [-1, 1].
 
-        chunked: temporal chunks with the causal cache; None follows ``enable_tiling``. ``clamp=False`` returns
-        the raw decoder output (e.g. for losses).
+        The decoder's output as is, like the reference (and diffusers' VAEs): not clamped, so gradients reach every
+        pixel; the video writer (``suv.io.tensor_to_frames``) clamps.
+        chunked: temporal chunks with the causal cache; None follows ``enable_tiling``.
         """
         self._check_latent(z)
         chunked = self.use_tiling if chunked is None else chunked
@@ -331,7 +331,7 @@ class WFVAE(nn.Module):
                                 self.spatial_overlap // s, up=s, down=1)  # fmt: skip
         else:
             video = self._decode_frames(z, chunked)
-        return video.clamp_(-1.0, 1.0) if clamp else video
+        return video
 
     def forward(self, x: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, DiagonalGaussian]:  # fmt: skip

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suv.checkpoint import CheckpointError
-from suv.suv_checkpoint import load_suv, main as convert_main, save_suv
+from suv.cli.convert import main as convert_main
+from suv.io import CheckpointError
+from suv.models import load_suv, save_suv
 from suv_testing import random_suv, suv_inputs
 
 
@@ -61,7 +62,7 @@ def test_mismatched_config_is_refused_with_shapes(tmp_path):
     save_suv(random_suv(), tmp_path / "m.safetensors")
     with pytest.raises(CheckpointError, match=r"shape mismatches: .*attn1\.norm_q\.weight: checkpoint \(16,\) vs "
                                               r"model \(32,\)"):  # fmt: skip
-        load_suv(tmp_path / "m.safetensors", config={**random_suv().config, "num_heads": 1, "head_dim": 32})
+        load_suv(tmp_path / "m.safetensors", config={**random_suv().config.to_dict(), "num_heads": 1, "head_dim": 32})
     with pytest.raises(CheckpointError, match=r"missing keys: 648 \[transformer_blocks\.1\.2\."):
         load_suv(tmp_path / "m.safetensors", config="suv-narrow")
 
@@ -91,9 +92,15 @@ def test_convert_cli_writes_loadable_safetensors(tmp_path, capsys):
         convert_main([str(tmp_path / "m.pt"), str(tmp_path / "x.bin")])
 
 
-def test_load_suv_is_reachable_from_suv_checkpoint():
+def test_old_import_paths_still_work_with_a_deprecation_warning():
     import suv.checkpoint
     import suv.suv_checkpoint
+    import suv.vae
 
-    assert suv.checkpoint.load_suv is suv.suv_checkpoint.load_suv
-    assert suv.checkpoint.save_suv is suv.suv_checkpoint.save_suv
+    for module, name, new in [(suv.checkpoint, "load_suv", load_suv), (suv.suv_checkpoint, "save_suv", save_suv),
+                              (suv.checkpoint, "load_wfvae", suv.vae.load_wfvae),
+                              (suv.suv_checkpoint, "main", convert_main)]:  # fmt: skip
+        with pytest.warns(DeprecationWarning, match=f"{module.__name__}.{name} is deprecated; import it from"):
+            assert getattr(module, name) is new
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        suv.checkpoint.nothing

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suv.generate import main
+from suv.cli.generate import main
 from suv.text import CLIPTextEncoder, T5TextEncoder, make_tiny_clip, make_tiny_t5
-from suv.video_io import read_video
+from suv.io import read_video
 
 
 def test_tiny_encoders_load_like_real_directories(tmp_path):
@@ -48,9 +48,9 @@ def test_cli_errors(tmp_path):
 def test_cli_with_weight_files_matches_the_demo_pipeline(tmp_path):
     """The non-demo path: SUV/WF-VAE checkpoints and T5/CLIP directories on disk, loaded like released weights.
     With the demo's weights saved to files, both paths must write the same video."""
-    from suv.checkpoint import save_wfvae
-    from suv.generate import demo_pipeline
-    from suv.suv_checkpoint import save_suv
+    from suv.models import save_suv
+    from suv.sampling import demo_pipeline
+    from suv.vae import save_wfvae
 
     pipe = demo_pipeline(tmp_path / "enc", seed=0)
     save_suv(pipe.dit, tmp_path / "dit.safetensors")
@@ -58,8 +58,8 @@ def test_cli_with_weight_files_matches_the_demo_pipeline(tmp_path):
     common = ["--frames", "9", "--height", "32", "--width", "48", "--steps", "2", "--no-progress", "--seed", "0",
               "--prompt", "a cat", "--guidance-scale", "1"]  # short prompt, no negative: neither is truncated
     assert main(["--dit", str(tmp_path / "dit.safetensors"), "--vae", str(tmp_path / "vae.safetensors"),
-                 "--t5", str(tmp_path / "enc" / "t5"), "--clip", str(tmp_path / "enc" / "clip"), "--dtype", "fp32",
-                 "--device", "cpu", "--out", str(tmp_path / "a.mp4"), *common]) == 0  # fmt: skip
+                 "--t5", str(tmp_path / "enc" / "tiny_t5"), "--clip", str(tmp_path / "enc" / "tiny_clip"),
+                 "--dtype", "fp32", "--device", "cpu", "--out", str(tmp_path / "a.mp4"), *common]) == 0  # fmt: skip
     assert main(["--demo", "--out", str(tmp_path / "b.mp4"), *common]) == 0
     a, _ = read_video(tmp_path / "a.mp4")
     b, _ = read_video(tmp_path / "b.mp4")

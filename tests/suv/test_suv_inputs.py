@@ -1,6 +1,8 @@
 """Bad inputs and configs raise ValueError/TypeError naming the argument and what was expected."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -51,10 +53,14 @@ def test_scalar_timestep_and_squeezed_text_are_accepted(model):
     ({"head_dim": 24, "num_heads": 1}, ValueError, "multiple of 16"),
     ({"patch_size_t": 2}, ValueError, "patch_size_t"),
     ({"bogus": 1}, TypeError, "bogus"),
+    ({"num_heads": 0}, ValueError, "num_heads must be a positive int, got 0"),
+    ({"patch_size": 0}, ValueError, "patch_size must be a positive int"),
+    ({"sparse_n": [2.0] * 7}, ValueError, "sparse_n must be a list of ints"),
+    ({"num_layers": "2"}, ValueError, "num_layers must be a list of ints"),
 ])  # fmt: skip
 def test_bad_configs(overrides, error, match):
     with pytest.raises(error, match=match):
-        SparseUMMDiT(**{**PRESETS["suv-tiny"], **overrides})
+        SparseUMMDiT.from_config(replace(PRESETS["suv-tiny"], **overrides))
 
 
 def test_bad_config_dicts():
@@ -66,3 +72,21 @@ def test_bad_config_dicts():
         SparseUMMDiT.from_config({"activation_fn": "relu"})
     with pytest.raises(TypeError, match="config must be"):
         SparseUMMDiT.from_config(3)
+
+
+def test_config_dict_round_trip_and_the_reference_forms():
+    """``to_dict`` is plain JSON that ``from_dict`` reads back; a model JSON's ``predictor`` block and MindSpeed's
+    ``patch_size_thw`` give the same config; the config is a frozen dataclass like the WF-VAE's."""
+    import dataclasses
+    import json
+
+    from suv.models import SUVConfig
+
+    tiny = PRESETS["suv-tiny"]
+    assert SUVConfig.from_dict(json.loads(json.dumps(tiny.to_dict()))) == tiny
+    reference = {**tiny.to_dict(), "patch_size_thw": [1, 2, 2], "dtype": "bf16"}
+    del reference["patch_size"], reference["patch_size_t"]
+    assert SUVConfig.from_dict({"predictor": reference}) == tiny
+    assert tiny.dim == 32 and isinstance(tiny.num_layers, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tiny.num_heads = 4

@@ -1,6 +1,7 @@
 """The released 8.5B structure on the meta device: every key and shape of the spec's table, parameter count."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import torch
@@ -101,7 +102,7 @@ def test_stage_schedule_single_group_alternation_and_dense_k1_stages():
     assert got == want
     assert [b.context_pre_only for stage in model.transformer_blocks for b in stage] == [False] * 31 + [True]
     with torch.device("meta"):
-        dense = SparseUMMDiT(**{**PRESETS["suv-8.5b"], "sparse1d": False})
+        dense = SparseUMMDiT.from_config(dataclasses.replace(PRESETS["suv-8.5b"], sparse1d=False))
     assert {(b.sparsity, b.group) for stage in dense.transformer_blocks for b in stage} == {(1, False)}
     assert dense.state_dict().keys() == model.state_dict().keys()
 

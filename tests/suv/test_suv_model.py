@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -81,20 +82,20 @@ def test_backend_choice_does_not_change_the_output():
 
 def test_dense_switch_same_weights_and_k1_stages_unchanged():
     sparse = random_suv()
-    dense = SparseUMMDiT(**{**sparse.config, "sparse1d": False}).eval()
+    dense = SparseUMMDiT.from_config(replace(sparse.config, sparse1d=False)).eval()
     dense.load_state_dict(sparse.state_dict(), strict=True)
     inp = suv_inputs(sparse)
     with torch.no_grad():
         assert not torch.allclose(sparse(**inp), dense(**inp), atol=1e-4)  # k > 1 stages really are sparse
         # A model whose sparse stages all have k = 1 is the dense model, bit for bit in structure and value.
-        all_k1 = SparseUMMDiT(**{**sparse.config, "sparse_n": [1] * 7}).eval()
+        all_k1 = SparseUMMDiT.from_config(replace(sparse.config, sparse_n=[1] * 7)).eval()
         all_k1.load_state_dict(sparse.state_dict(), strict=True)
         torch.testing.assert_close(all_k1(**inp), dense(**inp), atol=0, rtol=0)
 
 
 def test_zero_init_skip_passes_the_current_stream_through():
     with_skip = random_suv(skip_connection_zero_init=True)
-    no_skip = SparseUMMDiT(**{**with_skip.config, "skip_connection": False}).eval()
+    no_skip = SparseUMMDiT.from_config(replace(with_skip.config, skip_connection=False)).eval()
     state = {k: v for k, v in with_skip.state_dict().items() if not k.startswith("skip_norm_linear")}
     no_skip.load_state_dict(state, strict=True)
     inp = suv_inputs(with_skip)

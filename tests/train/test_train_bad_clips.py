@@ -9,11 +9,11 @@ import torch
 pytest.importorskip("av")
 pytest.importorskip("transformers")
 
-from suv.train import cache  # noqa: E402
+from suv.cli import cache  # noqa: E402
+from suv.io import write_video  # noqa: E402
+from suv.train import TrainConfig, Trainer  # noqa: E402
 from suv.train.data import make_toy_dataset  # noqa: E402
-from suv.train.sources import OnlineClips, TextEncoders  # noqa: E402
-from suv.train.trainer import TrainConfig, Trainer, load_encoders  # noqa: E402
-from suv.video_io import write_video  # noqa: E402
+from suv.train.sources import OnlineClips, load_encoders  # noqa: E402
 
 BAD = {1: "FileNotFoundError", 2: "cannot decode", 6: "too short"}  # clip -> what its warning says
 
@@ -40,14 +40,14 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_clips")
     index = corrupt(make_toy_dataset(root / "data", count=6, frames=11, size=32))
     cfg = config(index)
-    vae, t5, clip = load_encoders(cfg, root)
-    return cfg, root, vae, TextEncoders(t5, clip)
+    vae, text = load_encoders(cfg, root)
+    return cfg, root, vae, text
 
 
 def spy(source):
     """Which clips produced rows, and the captions their rows were given."""
     used, captions = [], []
-    encode, text = source.encode_clip, source.text
+    encode, caption = source.encode_clip, source.caption
 
     def encode_clip(i, rng):
         x0 = encode(i, rng)
@@ -55,11 +55,11 @@ def spy(source):
             used.append(i)
         return x0
 
-    def text_fn(caption):
-        captions.append(caption)
-        return text(caption)
+    def caption_fn(text):
+        captions.append(text)
+        return caption(text)
 
-    source.encode_clip, source.text = encode_clip, text_fn
+    source.encode_clip, source.caption = encode_clip, caption_fn
     return used, captions
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.distributed as dist
 
 import skiparse
-from suv.train.sequence_parallel import sequence_parallel_attention
+from suv.parallel import sequence_parallel_attention
 
 B, L, H, D, T = 2, 42, 4, 16, 5
 

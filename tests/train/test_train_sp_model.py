@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from suv.models.sparse_ummdit import SparseUMMDiT, sum_sequence_parallel_grads
+from suv.models import SparseUMMDiT
+from suv.parallel import sum_sequence_parallel_grads
 from suv.train.objective import masked_mse
 
 TRAINER = all(importlib.util.find_spec(m) is not None for m in ("av", "transformers"))
@@ -50,13 +51,13 @@ def model_and_inputs(name):
         text_mask[0, 0, -2:] = 0
         video_mask = torch.ones(b, t, h, w)
         video_mask[1, 2, 4:] = 0  # the last frame's bottom half of item 1: whole patches masked
-    inputs = dict(hidden_states=torch.randn(b, cfg["in_channels"], t, h, w, generator=g),
+    inputs = dict(hidden_states=torch.randn(b, cfg.in_channels, t, h, w, generator=g),
                   timestep=torch.rand(b, generator=g) * 1000,
-                  encoder_hidden_states=torch.randn(b, 1, txt, cfg["caption_channels"], generator=g),
+                  encoder_hidden_states=torch.randn(b, 1, txt, cfg.caption_channels, generator=g),
                   encoder_attention_mask=text_mask,
-                  pooled_projections=torch.randn(b, 1, cfg["pooled_projection_dim"], generator=g),
+                  pooled_projections=torch.randn(b, 1, cfg.pooled_projection_dim, generator=g),
                   attention_mask=video_mask)
-    target = torch.randn(b, cfg["out_channels"], t, h, w, generator=g)
+    target = torch.randn(b, cfg.out_channels, t, h, w, generator=g)
     return model, inputs, target
 
 

@@ -8,14 +8,8 @@ import os
 import pytest
 import torch
 
-from suv.checkpoint import (
-    CheckpointError,
-    atomic_path,
-    load_state_dict_strict,
-    load_wfvae,
-    save_wfvae,
-    unwrap_state_dict,
-)
+from suv.io import CheckpointError, atomic_path, load_state_dict_strict, unwrap_state_dict
+from suv.vae import load_wfvae, save_wfvae
 
 from .conftest import random_model, random_video
 

@@ -116,7 +116,21 @@ def test_shapes_8x8x8(tiny, t):
         assert posterior.mean.shape == posterior.logvar.shape == (1, 32, (t - 1) // 8 + 1, 4, 6)
         video = tiny.decode(posterior.mode())
     assert video.shape == x.shape
-    assert video.abs().max() <= 1.0
+
+
+def test_decode_returns_the_unclamped_decoder_output_and_the_writer_clamps(tiny):
+    """Like the reference, ``decode`` does not clamp: pixels beyond [-1, 1] keep their values and gradients (a
+    clamp would zero them); ``tensor_to_frames`` clamps when the video is written."""
+    from suv.io import tensor_to_frames
+
+    z = (40 * torch.randn(1, 32, 2, 4, 6)).requires_grad_()  # far outside the latent range: pixels leave [-1, 1]
+    video = tiny.decode(z)
+    outside = video.detach().abs() > 1
+    assert outside.any()
+    (video * outside).sum().backward()
+    assert z.grad.abs().sum() > 0
+    pixels = video.detach()[0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+    assert torch.equal(tensor_to_frames(video.detach()), pixels)
 
 
 def test_shapes_4x8x8():
@@ -256,7 +270,7 @@ def test_channels_last_activations_give_the_standard_layout_result_and_gradients
 
     def run():
         zz, xx = z.clone().requires_grad_(), x.clone().requires_grad_()
-        video = model.decode(zz, clamp=False)
+        video = model.decode(zz)
         (video.square().mean() + model.encode(xx).mean.square().mean()).backward()
         return video.detach(), zz.grad, xx.grad
 

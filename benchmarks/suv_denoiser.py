@@ -1,7 +1,7 @@
 """SUV denoiser: FLOP model of the released 8.5B config, and a measured dense-vs-sparse forward side by side.
 
-    python benchmarks/suv.py --quick     # 4 latent frames (9,216 video tokens), ~15 s on one CPU core
-    python benchmarks/suv.py             # the full 36,864-token sequence (121x576x1024), ~3-7 min on CPU
+    python benchmarks/suv_denoiser.py --quick     # 4 latent frames (9,216 video tokens), ~15 s on one CPU core
+    python benchmarks/suv_denoiser.py             # the full 36,864-token sequence (121x576x1024), ~3-7 min on CPU
 
 Part 1 counts forward FLOPs (2 per multiply-add) of the released config at 121x576x1024: every Linear/Conv
 from the model's own modules (on the meta device) times the tokens it sees, plus joint attention
@@ -15,27 +15,25 @@ narrow config (at D = 32 attention dominates, so the ideal is close to the atten
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from suv.models import PRESETS, SparseUMMDiT  # noqa: E402
+from suv.models import PRESETS, SparseUMMDiT, SUVConfig
 
 # Modules fed the text tokens, the per-sample conditioning (one row), or the video tokens (everything else).
 _TEXT = ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff_enc", "skip_norm_linear_enc", "caption_projection")
 _COND = ("norm1.linear", "norm2.linear", "norm_out.linear", "time_text_embed")
 
 
-def flop_model(config: dict, grid: tuple[int, int, int], text_len: int) -> dict:
+def flop_model(config: SUVConfig, grid: tuple[int, int, int], text_len: int) -> dict:
     """Forward FLOPs of one sample: linear (video, text, conditioning) and attention, dense and SUV."""
     with torch.device("meta"):
-        model = SparseUMMDiT(**config)
+        model = SparseUMMDiT.from_config(config)
     L = grid[0] * grid[1] * grid[2]
     linear = blocks_linear = 0
     for name, m in model.named_modules():
@@ -61,16 +59,16 @@ def flop_model(config: dict, grid: tuple[int, int, int], text_len: int) -> dict:
     }  # fmt: skip
 
 
-def _inputs(config: dict, grid: tuple[int, int, int], text_len: int) -> dict:
+def _inputs(config: SUVConfig, grid: tuple[int, int, int], text_len: int) -> dict:
     g = torch.Generator().manual_seed(0)
     t, h, w = grid
-    p = config["patch_size"]
+    p = config.patch_size
     return dict(
-        hidden_states=torch.randn(1, config["in_channels"], t, h * p, w * p, generator=g),
+        hidden_states=torch.randn(1, config.in_channels, t, h * p, w * p, generator=g),
         timestep=torch.tensor([500.0]),
-        encoder_hidden_states=torch.randn(1, 1, text_len, config["caption_channels"], generator=g),
+        encoder_hidden_states=torch.randn(1, 1, text_len, config.caption_channels, generator=g),
         encoder_attention_mask=torch.ones(1, 1, text_len),
-        pooled_projections=torch.randn(1, 1, config["pooled_projection_dim"], generator=g),
+        pooled_projections=torch.randn(1, 1, config.pooled_projection_dim, generator=g),
     )
 
 
@@ -78,7 +76,7 @@ def measure(preset: str, grid: tuple[int, int, int], text_len: int, repeats: int
     """Best-of-``repeats`` forward time of the sparse model and its dense twin (same weights, same input)."""
     torch.manual_seed(0)
     sparse = SparseUMMDiT.from_config(preset).eval()
-    dense = SparseUMMDiT(**{**sparse.config, "sparse1d": False}).eval()
+    dense = SparseUMMDiT.from_config(dataclasses.replace(sparse.config, sparse1d=False)).eval()
     dense.load_state_dict(sparse.state_dict(), strict=True)
     inp = _inputs(sparse.config, grid, text_len)
     times = {"dense": [], "sparse": []}

@@ -8,7 +8,6 @@ with code 3 and resumes past the bad batch with ``--resume``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,53 +15,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .data import make_toy_dataset
-from .trainer import ExtremeGradNorm, TrainConfig, Trainer
-
-
-def load_config(path: str | Path, output: Path, overrides: dict | None = None) -> TrainConfig:
-    """The YAML config with ``overrides`` (command-line values, same keys) applied before validation."""
-    import yaml
-
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise SystemExit(f"suv-train: cannot read --config {path}: {e}") from e
-    raw.update(overrides or {})
-    if raw.get("data") == "toy":
-        folder = output / "data"
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            make_toy_dataset(folder)
-        if dist.is_initialized():
-            dist.barrier()
-        raw["data"] = str((folder / "annotations.json").resolve())
-    return TrainConfig.from_dict(raw, base=path.parent.resolve())
-
-
-def plot_losses(metrics: Path, out: Path) -> bool:
-    """Loss per step from the JSONL log to a PNG (atomically); False if matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, out)
-    return True
+from ..train import ExtremeGradNorm, Trainer, load_config, plot_losses
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point of ``suv-train``."""
     parser = argparse.ArgumentParser(prog="suv-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--output", required=True, type=Path)

@@ -12,12 +12,10 @@ import time
 
 import torch
 
-from suv.checkpoint import CheckpointError, load_wfvae, save_wfvae
-from suv.vae.config import PRESETS
-from suv.vae.metrics import psnr, ssim
-from suv.vae.model import WFVAE
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from ..io import CheckpointError, frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
+from ..vae import PRESETS, WFVAE, load_wfvae, save_wfvae
+from ..vae.metrics import psnr, ssim
+from .options import DTYPES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     recon.add_argument("--sample", action="store_true", help="decode a posterior sample instead of the mean")
     recon.add_argument("--seed", type=int, default=0, help="seed for --sample")
     recon.add_argument("--device", default="cpu")
-    recon.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32")
+    recon.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
 
     init = sub.add_parser("init", help="write a random-weight checkpoint (demos and tests)")
     init.add_argument("output", help="checkpoint path (.ckpt or .safetensors)")
@@ -59,11 +57,9 @@ def _valid_frames(available: int, requested: int | None, tc: int) -> int:
 
 
 def _recon(args: argparse.Namespace) -> None:
-    from suv.video_io import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
-
     if (args.height is None) != (args.width is None):
         raise ValueError("--height and --width must be given together")
-    model = load_wfvae(args.vae, config=args.config, device=args.device, dtype=_DTYPES[args.dtype])
+    model = load_wfvae(args.vae, config=args.config, device=args.device, dtype=DTYPES[args.dtype])
     if not args.direct:
         model.enable_tiling(spatial_tile=args.spatial_tile)
     tc, s = model.config.temporal_compression, model.config.spatial_compression
@@ -76,12 +72,12 @@ def _recon(args: argparse.Namespace) -> None:
     video = resize_center_crop(video, height, width).clamp_(-1.0, 1.0)
 
     with torch.inference_mode():
-        x = video.to(args.device, _DTYPES[args.dtype])
+        x = video.to(args.device, DTYPES[args.dtype])
         start = time.perf_counter()
         posterior = model.encode(x)
         z = posterior.sample(torch.Generator(args.device).manual_seed(args.seed)) if args.sample else posterior.mode()
         encoded = time.perf_counter()
-        recon = model.decode(z).float().cpu()
+        recon = model.decode(z).float().cpu().clamp_(-1.0, 1.0)  # the pixels that are written and measured
         decoded = time.perf_counter()
     a, b = video.add(1).div(2), recon.add(1).div(2)
     write_video(args.output, tensor_to_frames(recon), fps)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from suv.checkpoint import atomic_path
+from skiparse.host import atomic_path
 
 
 def _av():

@@ -1,0 +1,23 @@
+"""Files: atomic writes, checkpoints (released containers, strict loading, nested training state) and video."""
+from skiparse.host import atomic_path, write_atomic
+
+from .checkpoint import (
+    DEFAULT_CONTAINER_KEYS,
+    CheckpointError,
+    is_json_path,
+    load_state_dict_strict,
+    read_checkpoint,
+    read_json_config,
+    read_model_checkpoint,
+    save_checkpoint,
+    save_state,
+    unwrap_state_dict,
+)
+from .video import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
+
+__all__ = [
+    "DEFAULT_CONTAINER_KEYS", "CheckpointError", "atomic_path", "frames_to_tensor", "is_json_path",
+    "load_state_dict_strict", "read_checkpoint", "read_json_config", "read_model_checkpoint", "read_video",
+    "resize_center_crop", "save_checkpoint", "save_state", "tensor_to_frames", "unwrap_state_dict", "write_atomic",
+    "write_video",
+]
