@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         groups = generation_groups(args.sequence_parallel, args.cfg_parallel, device.type)
         with tempfile.TemporaryDirectory() as tmp:
             if args.demo:
+                if world > 1:  # rank 0 writes the tiny text encoders there, the ranks of this machine read them
+                    shared = [tmp]
+                    dist.broadcast_object_list(shared, src=0)
+                    tmp = shared[0]
                 pipe = demo_pipeline(tmp, seed=args.seed, dit_config=dit_cfg, offload=args.offload)
             else:
                 pipe = load_pipeline(args.dit, args.vae, args.t5, args.clip, dit_cfg, vae_cfg, device=device,

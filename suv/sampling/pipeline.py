@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
+import torch.distributed as dist
 
 from ..models import SparseUMMDiT, SUVConfig, load_suv
 from ..models import resolve_config as resolve_suv_config
@@ -131,9 +132,13 @@ class Pipeline:
 def demo_pipeline(workdir: PathLike, seed: int = 0, dit_config: SUVConfig | Mapping[str, Any] | str = "suv-tiny",
                   offload: bool = False) -> Pipeline:  # fmt: skip
     """Tiny random models (T5/CLIP written to ``workdir`` and loaded back like real ones), each from its own seed,
-    built when needed (``dit_config``: a small SUV config, default ``suv-tiny``)."""
+    built when needed (``dit_config``: a small SUV config, default ``suv-tiny``). Under torch.distributed rank 0
+    writes the encoders and the others wait, then read them: ``workdir`` must be the same directory on every rank."""
     dit_cfg, vae_cfg = resolve_suv_config(dit_config), resolve_vae_config(DEMO_VAE)
-    t5, clip = make_tiny_encoders(workdir, dit_cfg.caption_channels, dit_cfg.pooled_projection_dim, seed)
+    t5, clip = make_tiny_encoders(workdir, dit_cfg.caption_channels, dit_cfg.pooled_projection_dim, seed,
+                                  write=not dist.is_initialized() or dist.get_rank() == 0)
+    if dist.is_initialized():
+        dist.barrier()
 
     def dit() -> SparseUMMDiT:
         torch.manual_seed(seed)
