@@ -19,13 +19,13 @@ import tempfile
 import torch
 import torch.distributed as dist
 
-from skiparse.host import peak_rss_mib, rss_mib
+from skiparse.host import peak_rss_mib, reset_peak_rss, rss_mib
 from ..io import save_checkpoint, tensor_to_frames, video_rate, write_video
 from ..models import resolve_config as resolve_suv_config
 from ..parallel import check_generation_layout, generation_groups
 from ..sampling import demo_pipeline, load_pipeline
 from ..sampling.pipeline import DEMO_VAE
-from ..sampling.plan import (MIB, checkpoint_configs, latent_shape, memory_plan, text_encoder_bytes,
+from ..sampling.plan import (MIB, checkpoint_configs, config_argument, latent_shape, memory_plan, text_encoder_bytes,
                              video_tokens)  # fmt: skip
 from ..text import make_tiny_encoders
 from ..vae.config import resolve_config as resolve_vae_config
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dit-config", default=None,
                    help="SUV preset name or reference JSON (default: stored / 8.5B; demo: suv-tiny)")
     p.add_argument("--vae", help="WF-VAE checkpoint")
-    p.add_argument("--vae-config", default=None, help="WF-VAE preset or JSON (default: stored / v1.5)")
+    p.add_argument("--vae-config", default=None, help="WF-VAE preset or JSON (default: stored / v1.5; demo: tiny)")
     p.add_argument("--t5", help="local T5 v1.1 XL directory (transformers save_pretrained layout)")
     p.add_argument("--clip", help="local CLIP ViT-bigG-14 directory (CLIPTextModelWithProjection)")
     p.add_argument("--frames", type=int, default=None, help="video frames (default 121; demo 9)")
@@ -98,9 +98,12 @@ def _world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _device_memory(device: torch.device) -> tuple[int, str]:
-    """(bytes a rank may use, what they are): the GPU's memory, or host RAM shared by this node's ranks."""
+def _device_memory(device: torch.device) -> tuple[int, str] | None:
+    """(bytes a rank may use, what they are): the GPU's memory, or host RAM shared by this node's ranks; None when
+    the device is not here (a plan made for another machine)."""
     if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return None
         return torch.cuda.get_device_properties(device).total_memory, f"{device} memory"
     ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -121,8 +124,8 @@ def _print_plan(args, dit_cfg, vae_cfg, device, world) -> None:
           f"{', --cfg-parallel' if args.cfg_parallel else ''}{', --offload' if args.offload else ''}; "
           f"{args.frames}x{args.height}x{args.width}, {dtype}):")  # fmt: skip
     print(plan.table())
-    limit, name = _device_memory(device)
-    if plan.peak > limit:
+    limit, name = _device_memory(device) or (None, "")
+    if limit is not None and plan.peak > limit:
         print(f"warning: the plan's peak ({plan.peak / MIB:.0f} MiB) exceeds the {name} ({limit / MIB:.0f} MiB); "
               f"try --offload, --sequence-parallel or --cfg-parallel")  # fmt: skip
 
@@ -130,13 +133,14 @@ def _print_plan(args, dit_cfg, vae_cfg, device, world) -> None:
 def _peak_memory(device: torch.device) -> str:
     if device.type == "cuda":
         return f"peak {device} memory allocated {torch.cuda.max_memory_allocated(device) / MIB:.0f} MiB"
-    return f"peak host RSS {peak_rss_mib():.0f} MiB"
+    return f"peak host RSS {peak_rss_mib():.0f} MiB (the whole process: runtime, models, activations)"
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point of ``suv-generate``."""
     parser = _parser()
     args = parser.parse_args(argv)
+    reset_peak_rss()  # the peak reported at the end is this run's
     defaults = DEMO if args.demo else RELEASED
     for key in defaults:
         if getattr(args, key) is None:
@@ -152,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # every check before any model loads
         _check_values(args)
         if args.demo:
-            dit_cfg, vae_cfg = resolve_suv_config(args.dit_config or "suv-tiny"), resolve_vae_config(DEMO_VAE)
+            dit_cfg = resolve_suv_config(config_argument(args.dit_config or "suv-tiny", "predictor"))
+            vae_cfg = resolve_vae_config(config_argument(args.vae_config or DEMO_VAE, "ae"))
         else:
             dit_cfg, vae_cfg = checkpoint_configs(args.dit, args.vae, args.dit_config, args.vae_config)
         shape = latent_shape(dit_cfg, vae_cfg, args.frames, args.height, args.width)
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                     shared = [tmp]
                     dist.broadcast_object_list(shared, src=0)
                     tmp = shared[0]
-                pipe = demo_pipeline(tmp, seed=args.seed, dit_config=dit_cfg, offload=args.offload)
+                pipe = demo_pipeline(tmp, args.seed, dit_cfg, args.offload, vae_cfg)
             else:
                 pipe = load_pipeline(args.dit, args.vae, args.t5, args.clip, dit_cfg, vae_cfg, device=device,
                                      dtype=DTYPES[args.dtype], offload=args.offload)  # fmt: skip

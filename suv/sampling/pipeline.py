@@ -130,11 +130,12 @@ class Pipeline:
 
 
 def demo_pipeline(workdir: PathLike, seed: int = 0, dit_config: SUVConfig | Mapping[str, Any] | str = "suv-tiny",
-                  offload: bool = False) -> Pipeline:  # fmt: skip
+                  offload: bool = False, vae_config: WFVAEConfig | Mapping[str, Any] | str = DEMO_VAE
+                  ) -> Pipeline:  # fmt: skip
     """Tiny random models (T5/CLIP written to ``workdir`` and loaded back like real ones), each from its own seed,
-    built when needed (``dit_config``: a small SUV config, default ``suv-tiny``). Under torch.distributed rank 0
+    built when needed (``dit_config`` / ``vae_config``: default ``suv-tiny`` / ``tiny``). Under torch.distributed rank 0
     writes the encoders and the others wait, then read them: ``workdir`` must be the same directory on every rank."""
-    dit_cfg, vae_cfg = resolve_suv_config(dit_config), resolve_vae_config(DEMO_VAE)
+    dit_cfg, vae_cfg = resolve_suv_config(dit_config), resolve_vae_config(vae_config)
     t5, clip = make_tiny_encoders(workdir, dit_cfg.caption_channels, dit_cfg.pooled_projection_dim, seed,
                                   write=not dist.is_initialized() or dist.get_rank() == 0)
     if dist.is_initialized():

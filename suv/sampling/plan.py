@@ -26,9 +26,10 @@ PathLike = str | os.PathLike
 MIB = 2**20
 # Live (tokens x D) rows of one denoiser forward besides the stream and its skips (a block's normed input, q, k, v,
 # attention output and the FFN's 4D hidden state, at their peak).
-DIT_ROWS_PER_TOKEN = 8.0
-# Bytes per output pixel of one chunked VAE decode step, per unit of base_channels (measured on the tiny config).
-VAE_BYTES_PER_PIXEL_CHANNEL = 40.0
+DIT_ROWS_PER_TOKEN = 16.0
+# fp32 bytes per output pixel of one chunked VAE decode step, per unit of base_channels (measured on the tiny
+# config at 512x1024: ~1.1 GiB).
+VAE_BYTES_PER_PIXEL_CHANNEL = 17.0
 
 
 def latent_shape(dit: SUVConfig, vae: WFVAEConfig, frames: int, height: int, width: int
@@ -48,11 +49,16 @@ def video_tokens(dit: SUVConfig, shape: tuple[int, ...]) -> int:
     return shape[2] * (shape[3] // dit.patch_size) * (shape[4] // dit.patch_size)
 
 
+def config_argument(config: Any, json_block: str) -> Any:
+    """A ``--*-config`` value as a loader takes it: a JSON file read (its ``json_block`` found), else as given."""
+    return read_json_config(config, json_block) if is_json_path(config) else config
+
+
 def _stored_config(path: PathLike, config: Any, json_block: str, default: Any) -> Any:
     """A loader's config without reading the weights: as given, from a JSON file, from a safetensors header or a
     torch file's ``config`` entry (memory-mapped), else ``default``."""
     if config is not None:
-        return read_json_config(config, json_block) if is_json_path(config) else config
+        return config_argument(config, json_block)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -118,14 +124,12 @@ class MemoryPlan:
         return max(self.stages.values())
 
     def table(self) -> str:
-        rows = [f"  weights {k:<14} {v / MIB:10.1f} MiB" for k, v in self.weights.items()]
-        rows += [f"  activations denoise  {self.dit_activations / MIB:10.1f} MiB",
-                 f"  activations decode   {self.vae_activations / MIB:10.1f} MiB"]  # fmt: skip
-        if self.runtime:
-            rows.append(f"  runtime (host RSS)   {self.runtime / MIB:10.1f} MiB")
-        rows += [f"  stage {k:<14} {v / MIB:10.1f} MiB" for k, v in self.stages.items()]
-        rows.append(f"  peak per rank        {self.peak / MIB:10.1f} MiB" + (" (offload)" if self.offload else ""))
-        return "\n".join(rows)
+        rows = [(f"weights {k}", v) for k, v in self.weights.items()]
+        rows += [("activations denoise", self.dit_activations), ("activations decode", self.vae_activations)]
+        rows += [("runtime (host RSS)", self.runtime)] if self.runtime else []
+        rows += [(f"stage {k}", v) for k, v in self.stages.items()]
+        rows.append(("peak per rank", self.peak))
+        return "\n".join(f"  {name:<24}{size / MIB:10.1f} MiB" for name, size in rows)
 
 
 def dit_activation_bytes(cfg: SUVConfig, shape: tuple[int, ...], dtype: torch.dtype, sequence_parallel: int = 1,
