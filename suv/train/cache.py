@@ -3,7 +3,7 @@
 ``suv-cache --config C.yaml --output DIR`` writes ``DIR/shard_<n>.safetensors`` (latents ``latent/<clip>``, T5 and
 CLIP embeddings ``t5/<clip>/<caption>``, ``mask/...``, ``clip/...``), ``DIR/empty.safetensors`` (the empty
 caption's embeddings) and, last, ``DIR/index.json`` with the SHA-256 of every file and the fingerprint of what
-produced them (index, VAE, encoders, frames, size, fps). Training with ``cache: DIR`` refuses a cache whose
+produced them (index, VAE, encoders, frames, size, fps). Training with ``cache: DIR`` (``CachedClips``) refuses a cache whose
 fingerprint differs from its config (stale) or whose files do not match their checksums (corrupt), naming which.
 Every file is written to a temporary name and renamed; an interrupted build leaves no index, so no cache.
 Clips that cannot be used (missing, undecodable, too short) are left out with a logged reason and listed under

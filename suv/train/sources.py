@@ -1,4 +1,5 @@
-"""Where a training batch comes from: clips encoded on the fly (the reference's online path) or the latent cache.
+"""Where a training batch comes from: clips encoded on the fly (``OnlineClips``, the reference's online path, with
+the encoders of ``load_encoders``) or the latent cache (``suv.train.cache.CachedClips``).
 
 Both give ``batch(indices, drop, g, keep) -> (x0 (B, C, T, H, W), t5 hidden (B, 1, L, D), t5 mask (B, 1, L),
 clip pooled (B, 1, P))`` for the clips the sampler chose (one shape), every random choice drawn from ``g`` for the
