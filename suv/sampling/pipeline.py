@@ -51,7 +51,7 @@ class Pipeline:
     dit_config: SUVConfig | None = None
     vae_config: WFVAEConfig | None = None
     offload: bool = False
-    _builders: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
+    _builders: dict[str, Callable[[], Any]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, kind in (("dit", SparseUMMDiT), ("vae", WFVAE), ("text", TextEncoders)):

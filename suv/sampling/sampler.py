@@ -1,6 +1,7 @@
 """Flow-matching Euler sampling with classifier-free guidance (Open-Sora Plan v1.5 inference)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -56,6 +57,8 @@ def sample(model: Denoiser, noise: torch.Tensor, cond: TextConditioning, uncond:
     b = noise.shape[0]
     if cond.hidden.shape[0] != b:
         raise ValueError(f"cond has batch {cond.hidden.shape[0]} but noise has batch {b}")
+    if not math.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")  # NaN would skip CFG silently
     use_cfg = guidance_scale > 1.0
     if use_cfg:
         if uncond is None:
