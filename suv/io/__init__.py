@@ -13,11 +13,11 @@ from .checkpoint import (
     save_state,
     unwrap_state_dict,
 )
-from .video import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
+from .video import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, video_rate, write_video
 
 __all__ = [
     "DEFAULT_CONTAINER_KEYS", "CheckpointError", "atomic_path", "frames_to_tensor", "is_json_path",
     "load_state_dict_strict", "read_checkpoint", "read_json_config", "read_model_checkpoint", "read_video",
-    "resize_center_crop", "save_checkpoint", "save_state", "tensor_to_frames", "unwrap_state_dict", "write_atomic",
-    "write_video",
+    "resize_center_crop", "save_checkpoint", "save_state", "tensor_to_frames", "unwrap_state_dict", "video_rate",
+    "write_atomic", "write_video",
 ]

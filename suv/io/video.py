@@ -5,6 +5,7 @@ Frames on disk are uint8 RGB; model tensors are (B, 3, T, H, W) floats in [-1, 1
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,6 +47,17 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[torch.T
     return torch.stack(frames), fps
 
 
+def video_rate(fps: float) -> Fraction:
+    """The frame rate ``write_video`` stores for ``fps``: a fraction with denominator <= 1001 (so 23.976 is
+    24000/1001). ValueError unless ``fps`` is finite and positive enough to store."""
+    if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate == 0:
+        raise ValueError(f"fps {fps!r} is below the smallest storable frame rate (1/1001)")
+    return rate
+
+
 def write_video(path: str | Path, frames: torch.Tensor, fps: float, codec: str = "libx264", crf: int = 17) -> None:
     """Encode (T, H, W, 3) uint8 RGB frames to ``path`` (container from its suffix), atomically.
 
@@ -60,7 +72,7 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float, codec: str =
     path = Path(path)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format=path.suffix.lstrip(".") or "mp4") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream = container.add_stream(codec, rate=video_rate(fps))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             if codec == "libx264":
                 stream.options = {"crf": str(crf)}

@@ -78,6 +78,8 @@ def test_sampler_input_errors():
         sample(m, torch.zeros(2, 1, 1, 2, 2), text(1, 0.0), text(1, 0.0), steps=2, progress=False)
     with pytest.raises(ValueError, match="noise"):
         sample(m, torch.zeros(2, 2), text(1, 0.0), steps=2, progress=False)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite"):  # NaN > 1 is False: CFG would be skipped
+        sample(m, torch.zeros(1, 1, 1, 2, 2), text(1, 0.0), text(1, 0.0), guidance_scale=float("nan"), progress=False)
 
 
 def test_progress_bar_and_seed(capsys):
