@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import resource
 import socket
 import sys
 import tempfile
@@ -118,6 +117,8 @@ def peak_rss_mib() -> float:
     peak = _status_mib("VmHWM")
     if peak is not None:
         return peak
+    import resource  # POSIX only; Linux answered above
+
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
     return kib / 1024
 
