@@ -14,10 +14,10 @@ from .checkpoint import (
     save_state,
     tensor_digest,
     unwrap_state_dict,
-    writing,
 )
 from .lock import FolderLocked, folder_lock
 from .video import frames_to_tensor, read_video, resize_center_crop, tensor_to_frames, write_video
+from .writing import writing
 
 __all__ = [
     "DEFAULT_CONTAINER_KEYS", "CheckpointError", "FolderLocked", "atomic_path", "folder_lock", "frames_to_tensor",

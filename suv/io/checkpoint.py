@@ -12,8 +12,6 @@ they are. A failed write (disk full, read-only folder, a directory in the way) i
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -21,10 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
-from skiparse.host import atomic_path
+from .writing import writing
 
 PathLike = str | os.PathLike
 
@@ -54,23 +51,6 @@ def _verify(path: Path, tensors: Mapping[str, torch.Tensor], digest: str) -> Non
     if tensor_digest(tensors) != digest:
         raise CheckpointError(f"corrupt checkpoint {path}: its tensor data does not match the SHA-256 stored when it "
                               "was written (a changed or damaged file); restore it from a good copy")  # fmt: skip
-
-
-@contextlib.contextmanager
-def writing(path: PathLike):
-    """``atomic_path`` whose failures are one ``OSError`` naming ``path``: disk full (torch's zip writer says
-    ``enforce fail at inline_container.cc``), a read-only folder, an output that is a directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory; expected a file path")
-    try:
-        with atomic_path(path) as tmp:
-            yield tmp
-    except (OSError, RuntimeError, SafetensorError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1]
-        if "file write failed" in reason or getattr(e, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            reason += " (is the disk full?)"
-        raise OSError(f"cannot write {path}: {reason}") from e
 
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: PathLike, config: Mapping[str, Any] | None = None
