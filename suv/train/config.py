@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from ..io.config import check_positive_ints
 from .data import make_toy_dataset, valid_frame_count
 
 _POSITIVE_INTS = ("t5_max_length", "num_frames", "height", "width", "hw_stride", "bucket_min_factor", "batch_size",
@@ -110,7 +109,9 @@ class TrainConfig:
         """ValueError naming the first key whose value has the wrong type or lies outside its range."""
         for f in fields(self):
             _check_type(f.name, f.type, getattr(self, f.name))
-        check_positive_ints(self, _POSITIVE_INTS)
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         if self.max_hxw is not None and self.max_hxw < 1:
             raise ValueError(f"max_hxw: expected a positive pixel area or null, got {self.max_hxw}")
         for name, (lo, hi, lo_in, hi_in) in _RANGES.items():

@@ -111,7 +111,7 @@ def test_output_that_is_a_file_and_meaningless_max_steps_are_refused(tmp_path, t
 
 @pytest.mark.parametrize("key, value, message", [
     ("height", 60, "height: expected a multiple of 16"),
-    ("batch_size", 0, "batch_size must be a positive int, got 0"),
+    ("batch_size", 0, "batch_size: expected an integer >= 1, got 0"),
     ("lr", "fast", "lr: expected a finite number, got 'fast'"),
     ("num_frames", "'9'", "num_frames: expected an integer, got '9'"),
     ("cfg_drop", 1.5, r"cfg_drop: expected a value in \[0, 1\], got 1.5"),
