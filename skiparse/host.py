@@ -6,7 +6,9 @@ reuses them (dependencies point one way: ``suv`` -> ``skiparse``).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -15,18 +17,58 @@ from typing import Callable, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _tmp_prefix(path: Path) -> str:
+    """Temporaries of ``path`` are ``.<name>.<host>.<pid>.<random>.tmp``: who wrote one is known after a crash."""
+    return f".{path.name}.{socket.gethostname()}."
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> list[Path]:
+    """Remove the temporaries of ``folder/name`` (``name`` may be a glob) left by writers of this host whose
+    process is gone (killed mid-write); returns what was removed. Live writers' files are kept."""
+    removed = []
+    for tmp in Path(folder).glob(f".{name}.{socket.gethostname()}.*.tmp"):
+        pid = tmp.name[: -len(".tmp")].rsplit(".", 2)[-2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically, on error it is removed.
 
-    Readers never see a half-written file, and an interrupted write leaves any previous file intact.
+    Readers never see a half-written file, and an interrupted write leaves any previous file intact. The file gets
+    the mode a plain ``open`` would give (0666 less the umask), and temporaries of ``path`` left by a killed writer
+    are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path.parent, glob.escape(path.name))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_tmp_prefix(path)}{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates 0600, and so do writers that replace the file they are given (safetensors)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, path)

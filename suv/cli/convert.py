@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"dst must end in .safetensors, got {args.dst}")
     try:
         model = load_suv(args.src, config=args.config, dtype=DTYPES.get(args.dtype))
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        save_suv(model, args.dst)
+    except (CheckpointError, OSError, ValueError) as e:  # OSError: a missing source, a failed write
         parser.exit(2, f"suv-convert: error: {e}\n")
-    save_suv(model, args.dst)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.dst}: {len(model.state_dict())} tensors, {n:,} parameters")
     return 0

@@ -63,10 +63,14 @@ def _recon(args: argparse.Namespace) -> None:
     if not args.direct:
         model.enable_tiling(spatial_tile=args.spatial_tile)
     tc, s = model.config.temporal_compression, model.config.spatial_compression
+    for name in ("height", "width"):
+        value = getattr(args, name)
+        if value is not None and (value < s or value % s):
+            raise ValueError(f"--{name} must be a positive multiple of {s}, got {value}")
     frames, fps = read_video(args.input, max_frames=args.frames)
     t = _valid_frames(len(frames), args.frames, tc)
     video = frames_to_tensor(frames[:t])
-    height, width = (args.height, args.width) if args.height else (video.shape[-2] // s * s, video.shape[-1] // s * s)
+    height, width = (args.height, args.width) if args.height is not None else (video.shape[-2] // s * s, video.shape[-1] // s * s)
     if height < s or width < s:
         raise ValueError(f"frames must be at least {s}x{s}, got {video.shape[-2]}x{video.shape[-1]}")
     video = resize_center_crop(video, height, width).clamp_(-1.0, 1.0)
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             _recon(args)
         else:
             _init(args)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
+    except (ValueError, TypeError, OSError, CheckpointError) as e:  # OSError: FileNotFoundError, a failed write
         print(f"suv-vae {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

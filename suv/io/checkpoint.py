@@ -4,9 +4,15 @@ Files ending in ``.safetensors`` are safetensors (a config as JSON in the metada
 read with ``weights_only=True`` unless the caller vouches for the file. ``save_state`` stores any nested
 dict/list of tensors and plain values (a trainer's state: weights, optimizer, EMA, counters) as one safetensors file
 whose metadata holds the structure; ``read_checkpoint`` gives it back as it was.
+
+Every file written here carries the SHA-256 of its tensors (names, dtypes, shapes, bytes: ``tensor_digest``), in the
+safetensors metadata or beside the state dict of a torch file; ``read_checkpoint`` recomputes it and refuses a file
+whose tensor data changed since it was written. Files from elsewhere (released checkpoints) have none and load as
+they are. A failed write (disk full, read-only folder, a directory in the way) is one ``OSError`` naming the file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,7 +21,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from skiparse.host import atomic_path
+from .writing import writing
 
 PathLike = str | os.PathLike
 
@@ -24,10 +30,27 @@ PathLike = str | os.PathLike
 DEFAULT_CONTAINER_KEYS = ("ema_state_dict", "state_dict", "gen_model", "model", "module")
 _CONFIG_KEY = "config"
 _STATE_KEY = "state"  # safetensors metadata of ``save_state``: the nested structure, tensors named by number
+_DIGEST_KEY = "sha256"  # ``tensor_digest`` of the file's tensors
 
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read or does not fit the model it is loaded into."""
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _verify(path: Path, tensors: Mapping[str, torch.Tensor], digest: str) -> None:
+    if tensor_digest(tensors) != digest:
+        raise CheckpointError(f"corrupt checkpoint {path}: its tensor data does not match the SHA-256 stored when it "
+                              "was written (a changed or damaged file); restore it from a good copy")  # fmt: skip
 
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: PathLike, config: Mapping[str, Any] | None = None
@@ -37,14 +60,17 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: PathLike, conf
     Torch files hold ``{"state_dict": ..., "config": ...}``; safetensors keep the config in the metadata.
     """
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
+    digest = tensor_digest(tensors)
+    with writing(path) as tmp:
         if Path(path).suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            metadata = {_CONFIG_KEY: json.dumps(dict(config))} if config is not None else None
+            metadata = {_DIGEST_KEY: digest}
+            if config is not None:
+                metadata[_CONFIG_KEY] = json.dumps(dict(config))
             save_file(tensors, str(tmp), metadata=metadata)
         else:
-            payload: dict[str, Any] = {"state_dict": tensors}
+            payload: dict[str, Any] = {"state_dict": tensors, _DIGEST_KEY: digest}
             if config is not None:
                 payload[_CONFIG_KEY] = dict(config)
             torch.save(payload, tmp)
@@ -86,15 +112,16 @@ def save_state(state: Mapping[str, Any], path: PathLike) -> None:
 
     tensors: dict[str, torch.Tensor] = {}
     structure = json.dumps(_pack(state, tensors))
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={_STATE_KEY: structure})
+    with writing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_STATE_KEY: structure, _DIGEST_KEY: tensor_digest(tensors)})
 
 
 def read_checkpoint(path: PathLike, weights_only: bool = True) -> Any:
     """Load a checkpoint file's object onto the CPU.
 
     A safetensors file yields ``{"state_dict": tensors, "config": ...}``, or the nested object ``save_state`` wrote.
-    Raises ``FileNotFoundError`` if missing and ``CheckpointError`` if the file is corrupt or not a checkpoint.
+    Raises ``FileNotFoundError`` if missing and ``CheckpointError`` if the file is corrupt (including tensor data
+    that fails the SHA-256 this package stored in it) or not a checkpoint.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,18 +133,26 @@ def read_checkpoint(path: PathLike, weights_only: bool = True) -> Any:
             with safe_open(str(path), framework="pt") as f:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
                 metadata = f.metadata() or {}
-            if _STATE_KEY in metadata:
-                return _unpack(json.loads(metadata[_STATE_KEY]), tensors)
-            obj: dict[str, Any] = {"state_dict": tensors}
-            if _CONFIG_KEY in metadata:
-                obj[_CONFIG_KEY] = json.loads(metadata[_CONFIG_KEY])
-            return obj
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch and safetensors raise many types for truncated or foreign files
         hint = ""
         if weights_only and "weights_only" in str(e):
             hint = " (it holds non-tensor objects; pass weights_only=False only if you trust the file)"
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}{hint}") from e
+    if path.suffix != ".safetensors":
+        stored = obj.get(_DIGEST_KEY) if isinstance(obj, dict) else None
+        if isinstance(stored, str) and isinstance(obj.get("state_dict"), Mapping):
+            _verify(path, obj["state_dict"], obj.pop(_DIGEST_KEY))
+        return obj
+    if _DIGEST_KEY in metadata:
+        _verify(path, tensors, metadata[_DIGEST_KEY])
+    if _STATE_KEY in metadata:
+        return _unpack(json.loads(metadata[_STATE_KEY]), tensors)
+    obj = {"state_dict": tensors}
+    if _CONFIG_KEY in metadata:
+        obj[_CONFIG_KEY] = json.loads(metadata[_CONFIG_KEY])
+    return obj
 
 
 def read_json_config(path: PathLike, block: str) -> Mapping[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from skiparse.host import atomic_path
+from .writing import writing
 
 
 def _av():
@@ -70,7 +70,7 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float, codec: str =
     if h % 2 or w % 2:
         raise ValueError(f"frame height and width must be even for yuv420p, got {h}x{w}")
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         with av.open(str(tmp), mode="w", format=path.suffix.lstrip(".") or "mp4") as container:
             stream = container.add_stream(codec, rate=video_rate(fps))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"

@@ -32,14 +32,27 @@ def _squeeze_singleton(name: str, x: torch.Tensor, ndim: int, shape_doc: str) ->
     return x
 
 
+def _same_dtype(name: str, x: torch.Tensor, weight_dtype: torch.dtype | None) -> None:
+    """Outside autocast the latent meets the weights as it is: their dtypes must agree."""
+    if weight_dtype is not None and x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"{name} has dtype {x.dtype} but the model's weights are {weight_dtype}; cast the inputs "
+                        f"(x.to({weight_dtype})) or the model (model.to(dtype)), or run under torch.autocast")
+
+
 def check_inputs(config: SUVConfig, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
-                 pooled_projections, attention_mask) -> Inputs:  # fmt: skip
-    """Raise ``TypeError``/``ValueError`` for any input the model cannot take; return the normalised inputs."""
+                 pooled_projections, attention_mask, weight_dtype: torch.dtype | None = None) -> Inputs:  # fmt: skip
+    """Raise ``TypeError``/``ValueError`` for any input the model cannot take; return the normalised inputs.
+
+    weight_dtype: the model's parameter dtype; ``hidden_states`` must have it (unless autocast is on), and the text
+    inputs are cast to it."""
     x = _tensor("hidden_states", hidden_states, floating=True)
     cin, pt, p = config.in_channels, config.patch_size_t, config.patch_size
     if x.dim() != 5 or x.shape[1] != cin:
         raise ValueError(f"hidden_states must be a latent (B, {cin}, T, H, W), got shape {tuple(x.shape)}")
     b, _, t, h, w = x.shape
+    if min(b, t, h, w) == 0:
+        raise ValueError(f"hidden_states must have B, T, H, W >= 1, got shape {tuple(x.shape)}")
+    _same_dtype("hidden_states", x, weight_dtype)
     if t % pt or h % p or w % p:
         raise ValueError(f"hidden_states frames/height/width {t}x{h}x{w} must be divisible by the patch "
                          f"({pt}, {p}, {p})")  # fmt: skip
@@ -63,6 +76,9 @@ def check_inputs(config: SUVConfig, hidden_states, timestep, encoder_hidden_stat
     if text.shape[0] != b or text.shape[2] != cap:
         raise ValueError(f"encoder_hidden_states must be (B={b}, 1, L_txt, {cap}), got shape "
                          f"{tuple(encoder_hidden_states.shape)}")  # fmt: skip
+    if text.shape[1] == 0:
+        raise ValueError("encoder_hidden_states must hold at least one token (L_txt >= 1; an empty caption still "
+                         "encodes to its end token), got L_txt = 0")  # fmt: skip
     if encoder_attention_mask is None:
         mask = torch.ones(b, text.shape[1], device=x.device)
     else:
@@ -82,4 +98,4 @@ def check_inputs(config: SUVConfig, hidden_states, timestep, encoder_hidden_stat
         _tensor("attention_mask", attention_mask)
         if tuple(attention_mask.shape) != (b, t, h, w):
             raise ValueError(f"attention_mask must be (B, T, H, W) = {(b, t, h, w)}, got {tuple(attention_mask.shape)}")
-    return Inputs(timestep, text.to(x.dtype), mask, pooled)
+    return Inputs(timestep, text.to(x.dtype), mask, pooled.to(x.dtype))

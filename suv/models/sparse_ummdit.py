@@ -151,7 +151,7 @@ class SparseUMMDiT(nn.Module):
             velocity ``(B, C_out, T, H, W)`` in the latent's dtype.
         """
         inp = check_inputs(self.config, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask,
-                           pooled_projections, attention_mask)  # fmt: skip
+                           pooled_projections, attention_mask, self.caption_projection.weight.dtype)  # fmt: skip
         b, _, t, h, w = hidden_states.shape
         grid = (t // self.patch_size_t, h // self.patch_size, w // self.patch_size)
         x = self.patch_embed(hidden_states)

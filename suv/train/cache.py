@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from skiparse.host import atomic_path, write_atomic
-
+from ..io import write_atomic, writing
+from .data import read_index
 from .sources import OnlineClips, load_encoders, pick_captions
 
 log = logging.getLogger(__name__)
@@ -38,17 +38,33 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _clip_files(annotation: str | Path) -> str:
+    """SHA-256 of every clip file's path (relative to the annotation file, so the dataset may move), size and
+    modification time: a replaced video changes it."""
+    h, folder = hashlib.sha256(), Path(annotation).parent
+    for record in read_index(annotation):
+        name = record.path.relative_to(folder) if record.path.is_relative_to(folder) else record.path
+        try:
+            st = record.path.stat()
+            h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{name}|missing\n".encode())
+    return h.hexdigest()
+
+
 def fingerprint(cfg) -> dict:
-    """What the cached tensors depend on: the annotation file's content and the encoding settings."""
+    """What the cached tensors depend on: the annotation file's content, its clip files (path, size, modification
+    time) and the encoding settings (with the seed, which sets the weights of a random ``vae: tiny``)."""
     fp = {name: getattr(cfg, name) for name in _FINGERPRINT_FIELDS}
     fp["data_sha256"] = _sha256(Path(cfg.data))
+    fp["clip_files"] = _clip_files(cfg.data)
     if Path(cfg.vae).is_file():
         fp["vae_sha256"] = _sha256(Path(cfg.vae))
     return fp
 
 
 def _save(tensors: dict, path: Path) -> dict:
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     return {"file": path.name, "sha256": _sha256(path)}
 
@@ -57,6 +73,7 @@ def _save(tensors: dict, path: Path) -> dict:
 def build_cache(cfg, out: str | Path, shard_clips: int = 64) -> Path:
     """Encode every clip of ``cfg.data`` (one window each) and its captions; returns the index path."""
     out = Path(out)
+    (out / "index.json").unlink(missing_ok=True)  # a rebuild stopped midway must leave no cache, not a stale one
     source = OnlineClips(cfg, *load_encoders(cfg, out))
     text = source.caption
     rng = random.Random(cfg.seed)
@@ -101,7 +118,11 @@ def read_cache(folder: str | Path, cfg):
         raise ValueError(f"no usable latent cache at {folder} ({e}); build it with `suv-cache`") from e
     if index.get("format") != FORMAT:
         raise ValueError(f"latent cache {folder}: format {index.get('format')}, this version reads {FORMAT}")
-    want, have = fingerprint(cfg), index["fingerprint"]
+    have = index.get("fingerprint")
+    if not isinstance(have, dict):
+        raise ValueError(f"latent cache {folder}: index.json has no fingerprint (not written by suv-cache, or "
+                         "edited); rebuild it with `suv-cache`")  # fmt: skip
+    want = fingerprint(cfg)
     stale = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
     if stale:
         raise ValueError(f"stale latent cache {folder}: built with different {', '.join(stale)} than the config "

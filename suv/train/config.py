@@ -1,12 +1,41 @@
 """The training config (``configs/<name>.yaml``): its fields, their checks, and reading it from a YAML file."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch.distributed as dist
 
 from .data import make_toy_dataset, valid_frame_count
+
+_POSITIVE_INTS = ("t5_max_length", "num_frames", "height", "width", "hw_stride", "bucket_min_factor", "batch_size",
+                  "grad_accum", "max_steps", "log_every", "save_every", "sequence_parallel")  # fmt: skip
+# Number fields and the interval they must lie in: (low, high, low included, high included).
+_RANGES = {"train_fps": (0, math.inf, False, False), "lr": (0, math.inf, False, False),
+           "eps": (0, math.inf, False, False), "weight_decay": (0, math.inf, True, False),
+           "ema_decay": (0, 1, True, True), "clip_decay": (0, 1, True, False),
+           "clip_max_norm": (0, math.inf, False, False), "cfg_drop": (0, 1, True, True),
+           "min_hxw": (0, math.inf, True, False)}  # fmt: skip
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_type(name: str, kind: str, value) -> None:
+    """ValueError naming ``name`` if ``value`` does not have the annotated ``kind`` (``int``, ``str | None``...)."""
+    if value is None and kind.endswith("| None"):
+        return
+    kind = kind.removesuffix(" | None")
+    ok = {"int": lambda v: _is_number(v) and isinstance(v, int), "float": lambda v: _is_number(v) and math.isfinite(v),
+          "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
+          "tuple[float, float]": lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_number, v))
+          }[kind]  # fmt: skip
+    if not ok(value):
+        names = {"float": "a finite number", "int": "an integer", "tuple[float, float]": "two numbers"}
+        what = names.get(kind, f"a {kind}")
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
 
 
 @dataclass
@@ -60,9 +89,8 @@ class TrainConfig:
                 value = getattr(cfg, name)
                 if value is not None and not Path(value).is_absolute():
                     setattr(cfg, name, str(base / value))
+        cfg._check_values()
         cfg.betas = tuple(cfg.betas)
-        if not isinstance(cfg.sequence_parallel, int) or cfg.sequence_parallel < 1:
-            raise ValueError(f"sequence_parallel: expected an integer >= 1, got {cfg.sequence_parallel!r}")
         if cfg.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel: expected 'ddp' or 'fsdp', got {cfg.parallel!r}")
         if cfg.clip_mode not in ("adaptive", "fixed"):
@@ -71,7 +99,26 @@ class TrainConfig:
             raise ValueError(f"hw_stride: expected a multiple of 16 (WF-VAE 8x times patch 2), got {cfg.hw_stride}")
         if valid_frame_count(cfg.num_frames) != cfg.num_frames:
             raise ValueError(f"num_frames: expected (T - 1) % 8 == 0, got {cfg.num_frames}")
+        for name in ("height", "width"):
+            if getattr(cfg, name) % 16:
+                raise ValueError(f"{name}: expected a multiple of 16 (WF-VAE 8x times patch 2), got "
+                                 f"{getattr(cfg, name)}")  # fmt: skip
         return cfg
+
+    def _check_values(self) -> None:
+        """ValueError naming the first key whose value has the wrong type or lies outside its range."""
+        for f in fields(self):
+            _check_type(f.name, f.type, getattr(self, f.name))
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        if self.max_hxw is not None and self.max_hxw < 1:
+            raise ValueError(f"max_hxw: expected a positive pixel area or null, got {self.max_hxw}")
+        for name, (lo, hi, lo_in, hi_in) in _RANGES.items():
+            v = getattr(self, name)
+            if not ((lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi)):
+                raise ValueError(f"{name}: expected a value in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+                                 f", got {v}")  # fmt: skip
 
 
 def load_config(path: str | Path, output: Path, overrides: dict | None = None) -> TrainConfig:

@@ -42,7 +42,12 @@ def pick_captions(indices: list[int], caption_counts, drop: float, g: torch.Gene
 def load_encoders(cfg, workdir: Path) -> tuple[WFVAE, TextEncoders]:
     """The WF-VAE and the text encoders of a config; without T5/CLIP directories, tiny random encoders of the
     model's widths are written to ``workdir`` (once, by rank 0)."""
-    vae = load_wfvae(cfg.vae) if Path(cfg.vae).is_file() else WFVAE.from_config(cfg.vae)
+    if Path(cfg.vae).is_file():
+        vae = load_wfvae(cfg.vae)
+    else:  # random weights (a preset name): seeded, so that two builds of one config encode alike
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            vae = WFVAE.from_config(cfg.vae)
     t5, clip = cfg.t5, cfg.clip
     if t5 is None or clip is None:
         model = resolve_config(cfg.model)

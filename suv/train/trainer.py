@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..io import read_checkpoint, save_state, write_atomic
+from ..io import CheckpointError, read_checkpoint, save_state, write_atomic
 from ..models import SparseUMMDiT
 from ..parallel import sequence_parallel_group
 from .buckets import BucketSampler
@@ -42,6 +43,14 @@ from .sources import OnlineClips, load_encoders
 
 class ExtremeGradNorm(RuntimeError):
     """A step's gradient norm was NaN/Inf or above the adaptive bound: training stopped, resumable past it."""
+
+
+def _row_step(line: str) -> float:
+    """The step of a ``metrics.jsonl`` line; a torn line (a crash mid-write) counts as past every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
@@ -182,20 +191,58 @@ class Trainer:
             dist.barrier()
         return path
 
+    def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
+        """The state ``checkpoints/latest`` names; if ``latest`` is empty, truncated or names a missing or corrupt
+        file, the newest intact ``step_*.safetensors``, with a warning. None if there is no checkpoint at all."""
+        folder = self.output / "checkpoints"
+        latest = folder / "latest"
+        named = latest.read_text().strip() if latest.is_file() else ""
+        candidates = sorted(folder.glob("step_*.safetensors"), reverse=True)
+        if named:
+            candidates = [folder / named] + [c for c in candidates if c.name != named]
+        problems = []
+        for path in candidates:
+            try:
+                state = read_checkpoint(path)
+            except (FileNotFoundError, CheckpointError) as e:
+                problems.append(str(e))
+                continue
+            if path.name != named:
+                why = f"{latest} names {named!r}" if named else f"{latest} is missing or empty"
+                warnings.warn(f"resume: {why}; {'; '.join(problems) or 'no usable file there'}; resuming from the "
+                              f"newest intact checkpoint {path}", stacklevel=3)  # fmt: skip
+            return state, path
+        if problems:
+            raise CheckpointError(f"resume: no intact checkpoint in {folder}: {'; '.join(problems)}")
+        return None
+
     def resume(self) -> bool:
-        """Load ``checkpoints/latest`` if there is one; returns whether it did."""
-        latest = self.output / "checkpoints" / "latest"
-        if not latest.is_file():
+        """Load ``checkpoints/latest`` (or the newest intact checkpoint if it is unusable, with a warning) and
+        drop the ``metrics.jsonl`` rows past its step; returns whether there was a checkpoint."""
+        found = self._checkpoint_to_resume()
+        if found is None:
             return False
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        state = read_checkpoint(latest.parent / latest.read_text().strip())
+        state, _ = found
         set_state_dict(self.model, self.opt, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
                        options=StateDictOptions(full_state_dict=True))
         self.ema.load_state_dict(state["ema"])
         self.clipper.load_state_dict(state["clip"])
         self.step = state["step"]
+        if self.rank == 0:
+            self._truncate_metrics()
         return True
+
+    def _truncate_metrics(self) -> None:
+        """Keep the ``metrics.jsonl`` rows up to the resumed step: the steps after it are trained again."""
+        log = self.output / "metrics.jsonl"
+        if not log.is_file():
+            return
+        lines = log.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and _row_step(line) <= self.step]
+        if len(kept) != len(lines):
+            write_atomic(log, "".join(kept))
 
     # ------------------------------------------------------------------------------------------ the loop
     def fit(self, max_steps: int | None = None, progress: bool = True) -> list[dict]:

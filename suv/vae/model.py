@@ -271,7 +271,11 @@ class WFVAE(nn.Module):
             raise ValueError(f"x must have T with (T - 1) % {tc} == 0 (e.g. {lo} or {hi}), got T={t}")
         if h % s or w % s:
             raise ValueError(f"x height and width must be divisible by {s}, got {h}x{w}")
+        if x.shape[0] == 0 or h == 0 or w == 0:
+            raise ValueError(f"x must hold at least one video of at least one pixel, got shape {tuple(x.shape)}")
         lo, hi = torch.aminmax(x.detach())
+        if lo.isnan() or hi.isnan():
+            raise ValueError("x contains NaN pixels; expected finite values in [-1, 1]")
         if lo < -1.001 or hi > 1.001:  # small slack for resampling overshoot
             raise ValueError(
                 f"x must be in [-1, 1], got values in [{lo.item():.4g}, {hi.item():.4g}] "
@@ -309,6 +313,8 @@ class WFVAE(nn.Module):
             raise ValueError(
                 f"z must be (B, {self.config.latent_dim}, T_lat, h, w) latent, got shape {tuple(z.shape)}"
             )
+        if z.numel() == 0:
+            raise ValueError(f"z must hold at least one latent of at least one element, got shape {tuple(z.shape)}")
 
     def _decode_frames(self, z: torch.Tensor, chunked: bool) -> torch.Tensor:
         if not chunked:

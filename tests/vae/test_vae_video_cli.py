@@ -100,7 +100,9 @@ def test_cli_default_frames_and_size(demo, capsys):
         (["--frames", "10"], r"--frames must be >= 1 with \(T - 1\) % 8 == 0, got 10"),
         (["--frames", "25"], "the video has only 20 frames"),
         (["--height", "32"], "--height and --width must be given together"),
-        (["--height", "36", "--width", "32"], "divisible by 8, got 36x32"),
+        (["--height", "36", "--width", "32"], "--height must be a positive multiple of 8, got 36"),
+        (["--height", "0", "--width", "32"], "--height must be a positive multiple of 8, got 0"),
+        (["--height", "32", "--width", "-8"], "--width must be a positive multiple of 8, got -8"),
         (["--config", "v1.3"], "checkpoint does not match the WF-VAE config"),
     ],
 )
