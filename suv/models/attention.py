@@ -9,7 +9,7 @@ from torch import nn
 
 import skiparse
 
-from ..parallel import sequence_parallel_attention, sum_grad_over_group
+from ..parallel import sequence_parallel_attention, sum_grad_over_group, tokens_to_heads
 from .layers import RMSNorm
 
 
@@ -69,9 +69,13 @@ class JointAttention(nn.Module):
                 q, k, v, self.sparsity, self.group, tq, tk, tv, ctx.text_mask, ctx.video_mask
             )
         else:  # x is this rank's chunk of the video tokens; the text stream is replicated
+            # Exchanged one by one, each rebinding dropping its token chunk (in inference) before the next.
+            q = tokens_to_heads(q, ctx.sp_group)
+            k = tokens_to_heads(k, ctx.sp_group)
+            v = tokens_to_heads(v, ctx.sp_group)
             out, text_out = sequence_parallel_attention(q, k, v, self.sparsity, self.group, tq, tk, tv,
                                                         text_mask=ctx.text_mask, video_mask=ctx.video_mask,
-                                                        group=ctx.sp_group)  # fmt: skip
+                                                        group=ctx.sp_group, heads_split=True)  # fmt: skip
             if self.to_add_out is not None:
                 text_out = sum_grad_over_group(text_out, ctx.sp_group)
         out = self.to_out[1](self.to_out[0](out.flatten(2)))

@@ -14,10 +14,11 @@ from .sequence import (
     split_tokens,
     sum_grad_over_group,
     sum_sequence_parallel_grads,
+    tokens_to_heads,
 )
 
 __all__ = [
     "GenerationGroups", "check_generation_layout", "exchange_branches", "generation_groups", "world_size",
     "gather_tokens", "sequence_parallel_attention", "sequence_parallel_group", "split_tokens", "sum_grad_over_group",
-    "sum_sequence_parallel_grads",
+    "sum_sequence_parallel_grads", "tokens_to_heads",
 ]

@@ -145,12 +145,21 @@ def sequence_parallel_group(size: int, num_heads: int, device_type: str):
     return init_device_mesh(device_type, (world // size, size), mesh_dim_names=("dp", "sp")).get_group("sp")
 
 
+def tokens_to_heads(x: torch.Tensor, group=None) -> torch.Tensor:
+    """``(B, L / W, H, D)`` token chunk -> ``(B, L, H / W, D)`` head chunk over ``group`` (autograd: the inverse).
+
+    A caller that rebinds its name to the result (``q = tokens_to_heads(q, g)``) frees the chunk at once outside
+    autograd, so the attention inputs peak at ``1 / W`` of one process's instead of ``2 / W``."""
+    return _Exchange.apply(x, group, True)
+
+
 def sequence_parallel_attention(q, k, v, sparsity=4, group_skip=False, text_q=None, text_k=None, text_v=None,
-                                text_mask=None, video_mask=None, scale=None, group=None):
+                                text_mask=None, video_mask=None, scale=None, group=None, heads_split=False):
     """:func:`skiparse.skiparse_attention` with the video sequence split over ``group`` (default: the world).
 
     Args:
-        q, k, v: ``(B, L / W, H, D)``, this rank's contiguous chunk of the natural-order video tokens.
+        q, k, v: ``(B, L / W, H, D)``, this rank's contiguous chunk of the natural-order video tokens; or, with
+            ``heads_split``, already exchanged by :func:`tokens_to_heads` to ``(B, L, H / W, D)``.
         text_q, text_k, text_v: ``(B, T, H, D)``, the same on every rank. ``text_mask (B, T)`` likewise.
         video_mask: ``(B, L)``, the whole sequence's key mask, on every rank.
 
@@ -158,11 +167,12 @@ def sequence_parallel_attention(q, k, v, sparsity=4, group_skip=False, text_q=No
         ``out (B, L / W, H, D)`` for this rank's chunk, and ``text_out (B, T, H, D)`` (replicated) or None.
     """
     W, rank = dist.get_world_size(group), dist.get_rank(group)
-    H = q.shape[2]
+    H = q.shape[2] * (W if heads_split else 1)
     if H % W:
         raise ValueError(f"sequence parallel: heads ({H}) must be divisible by the group size ({W})")
     heads = slice(rank * (H // W), (rank + 1) * (H // W))
-    q, k, v = (_Exchange.apply(x, group, True) for x in (q, k, v))
+    if not heads_split:
+        q, k, v = (tokens_to_heads(x, group) for x in (q, k, v))
     text = [None if t is None else t[:, :, heads] for t in (text_q, text_k, text_v)]
     out, text_out = skiparse.skiparse_attention(q, k, v, sparsity, group_skip, *text, text_mask=text_mask,
                                                 video_mask=video_mask, scale=scale)

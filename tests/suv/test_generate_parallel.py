@@ -26,17 +26,17 @@ def _spy_attention(seen: list):
     import skiparse
     import suv.models.attention as attention
 
-    kernel, parallel = skiparse.skiparse_attention, attention.sequence_parallel_attention
+    kernel, exchange = skiparse.skiparse_attention, attention.tokens_to_heads
 
     def spy_kernel(q, *args, **kwargs):
         seen.append(("kernel", tuple(q.shape)))
         return kernel(q, *args, **kwargs)
 
-    def spy_parallel(q, *args, **kwargs):
-        seen.append(("chunk", tuple(q.shape)))
-        return parallel(q, *args, **kwargs)
+    def spy_exchange(x, *args, **kwargs):  # q, k and v of the model, before the exchange
+        seen.append(("chunk", tuple(x.shape)))
+        return exchange(x, *args, **kwargs)
 
-    skiparse.skiparse_attention, attention.sequence_parallel_attention = spy_kernel, spy_parallel
+    skiparse.skiparse_attention, attention.tokens_to_heads = spy_kernel, spy_exchange
 
 
 def _keep_latents(kept: list):
