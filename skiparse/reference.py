@@ -43,13 +43,14 @@ def _check_padded_copies_fit(q: torch.Tensor, sparsity: int, text_len: int) -> N
     if q.device.type != "cpu":
         return
     B, L, H, D = q.shape
-    rows = B * (padded_length(L, sparsity) + sparsity * text_len)  # (k*B, Lp/k + T) joint rows
-    need = 4 * rows * H * D * q.element_size()  # q, k, v and the output at least
+    seq = padded_length(L, sparsity) // sparsity + text_len  # S, rows of each of the k*B joint sequences
+    # q, k, v, the output, and SDPA's (k*B, H, S, S) scores (materialised at small D; measured at D = 8 and 64).
+    need = (4 * D + seq) * sparsity * B * seq * H * q.element_size()
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > ram:
         raise MemoryError(
             f"the reference backend pads L={L} to a multiple of sparsity^2 = {sparsity * sparsity} and would need "
-            f"at least {need / 2**30:.1f} GiB for q of shape {tuple(q.shape)} (this machine has {ram / 2**30:.1f} "
+            f"about {need / 2**30:.1f} GiB for q of shape {tuple(q.shape)} (this machine has {ram / 2**30:.1f} "
             "GiB); use the cpu backend, which does not pad, or a smaller sparsity"
         )
 
