@@ -53,9 +53,11 @@ CRASHES = [  # (code, exception, message); each used to kill the process
 OP_CRASHES = [  # direct op calls into the CPU kernels
     ("torch.ops.skiparse.reorder(torch.randn(2, 10, 3), 2**33, False)", "RuntimeError",
      "skiparse.reorder: sparsity=8589934592 is too large for x of shape (2, 10, 3)"),
-    ("q = torch.randn(1, 10, 2, 8)\ntorch.ops.skiparse.attention(q, q, q, None, None, None, None, None, 2**31, False, 1.0)",
+    ("q = torch.randn(1, 10, 2, 8)\n"
+     "torch.ops.skiparse.attention(q, q, q, None, None, None, None, None, 2**31, False, 1.0)",
      "RuntimeError", "skiparse.attention: sparsity=2147483648 is too large for q of shape (1, 10, 2, 8)"),
-    ("q = torch.randn(1, 10, 2, 8)\ntorch.ops.skiparse.attention(q, q, q, None, None, None, None, None, 2**32, False, 1.0)",
+    ("q = torch.randn(1, 10, 2, 8)\n"
+     "torch.ops.skiparse.attention(q, q, q, None, None, None, None, None, 2**32, False, 1.0)",
      "RuntimeError", "skiparse.attention: sparsity=4294967296 is too large for q of shape (1, 10, 2, 8)"),
     ("torch.ops.skiparse.restore(torch.randn(2, 4, 3), 2**32, False, 10)", "RuntimeError",
      "skiparse.restore: x dim 0 must be k*B with k = sparsity = 4294967296, got 2"),

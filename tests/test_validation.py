@@ -123,8 +123,8 @@ BAD_ATTENTION_OP = [
      dict(q=torch.ones(B, L, H, D, dtype=torch.int32))),
     ("k has dtype torch.float64 but q has torch.float32; all inputs must share one dtype",
      dict(k=torch.randn(B, L, H, D, dtype=torch.float64))),
-    ("v must have shape of q (B, L, H, D) = (2, 20, 2, 8), got (2, 21, 2, 8)", dict(v=torch.randn(B, L + 1, H, D))),
-    ("text_k must have shape of text_q (B, T, H, D) = (2, 5, 2, 8), got (2, 1, 2, 8)",
+    ("v must have the shape of q (B, L, H, D) = (2, 20, 2, 8), got (2, 21, 2, 8)", dict(v=torch.randn(B, L + 1, H, D))),
+    ("text_k must have the shape of text_q (B, T, H, D) = (2, 5, 2, 8), got (2, 1, 2, 8)",
      dict(text_k=torch.randn(B, 1, H, D))),
     ("text_q must have shape (B, T, H, D) = (2, T>=1, 2, 8) to match q, got (1, 5, 2, 8)",
      dict(text_q=torch.randn(1, T, H, D), text_k=torch.randn(1, T, H, D), text_v=torch.randn(1, T, H, D))),
@@ -164,15 +164,18 @@ def backward_args(**over):
 
 
 BAD_BACKWARD_OP = [
-    ("dout must have shape of q (B, L, H, D) = (2, 20, 2, 8), got (2, 20, 2, 4)", dict(dout=torch.randn(B, L, H, 4))),
+    ("dout must have the shape of q (B, L, H, D) = (2, 20, 2, 8), got (2, 20, 2, 4)",
+     dict(dout=torch.randn(B, L, H, 4))),
     ("dout must have dtype torch.float32, got torch.float64", dict(dout=torch.randn(B, L, H, D).double())),
-    ("dtext_out must have shape (B, T, H, D) = (2, 5, 2, 8), got (2, 4, 2, 8)", dict(dtext_out=torch.randn(B, 4, H, D))),
-    ("out must have shape of q (B, L, H, D) = (2, 20, 2, 8), got (2, 20, 2)", dict(out=torch.randn(B, L, H))),
+    ("dtext_out must have shape (B, T, H, D) = (2, 5, 2, 8), got (2, 4, 2, 8)",
+     dict(dtext_out=torch.randn(B, 4, H, D))),
+    ("out must have the shape of q (B, L, H, D) = (2, 20, 2, 8), got (2, 20, 2)", dict(out=torch.randn(B, L, H))),
     ("lse must have shape (B, H, L) = (2, 2, 20), got (2, 20, 2)", dict(lse=torch.randn(B, L, H))),
     ("lse must have dtype torch.float32, got torch.float16", dict(lse=torch.randn(B, H, L).half())),
     ("text_parts must have shape (B, sparsity, T, H, D) = (2, 2, 5, 2, 8), got (2, 1, 5, 2, 8)",
      dict(text_parts=torch.randn(B, 1, T, H, D))),
-    ("text_lse must have shape (B, H, sparsity, T) = (2, 2, 2, 5), got (2, 2, 5)", dict(text_lse=torch.randn(B, H, T))),
+    ("text_lse must have shape (B, H, sparsity, T) = (2, 2, 2, 5), got (2, 2, 5)",
+     dict(text_lse=torch.randn(B, H, T))),
     ("k has dtype torch.float64 but q has torch.float32", dict(k=torch.randn(B, L, H, D).double())),
 ]
 
@@ -190,7 +193,8 @@ x5, w5 = torch.randn(2, 5, 4, 9, 7), torch.randn(7, 5, 3, 3, 3)
 BAD_OPS = [
     ("skiparse.reorder: x must have at least 2 dims (B, L, ...), got shape (5,)",
      lambda: torch.ops.skiparse.reorder(torch.randn(5), 2, False)),
-    ("skiparse.reorder: sparsity must be an int >= 1, got -1", lambda: torch.ops.skiparse.reorder(torch.randn(2, 8), -1, False)),
+    ("skiparse.reorder: sparsity must be an int >= 1, got -1",
+     lambda: torch.ops.skiparse.reorder(torch.randn(2, 8), -1, False)),
     ("skiparse.restore: x dim 0 must be k*B with k = sparsity = 2, got 3",
      lambda: torch.ops.skiparse.restore(torch.randn(3, 4), 2, False, 8)),
     ("skiparse.restore: length must be an int >= 0 (the original sequence length), got -1",
@@ -205,7 +209,8 @@ BAD_OPS = [
      lambda: torch.ops.skiparse.conv3d_3x3(x5, w5.double(), None)),
     ("skiparse.conv3d_3x3: weight must be (C_out, C_in=5, kt, 3, 3), got shape (7, 5, 3, 3, 2)",
      lambda: torch.ops.skiparse.conv3d_3x3(x5, w5[..., :2], None)),
-    ("skiparse.conv3d_3x3: context must be (B=2, C_in=5, Tc, H=9, W=7), the frames before input; got shape (2, 5, 2, 9, 6)",
+    ("skiparse.conv3d_3x3: context must be (B=2, C_in=5, Tc, H=9, W=7), the frames before input; got shape "
+     "(2, 5, 2, 9, 6)",
      lambda: torch.ops.skiparse.conv3d_3x3(x5, w5, None, torch.randn(2, 5, 2, 9, 6))),
     ("skiparse.conv3d_3x3: context has dtype torch.float64 but input has torch.float32",
      lambda: torch.ops.skiparse.conv3d_3x3(x5, w5, None, torch.randn(2, 5, 2, 9, 7).double())),

@@ -35,7 +35,7 @@ void same_kind(const char* op, const char* name, const Tensor& t, const Tensor& 
 }
 
 void shape_is(const char* op, const char* name, const Tensor& t, at::IntArrayRef shape, const char* what) {
-  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", what, " = ", shape_str(shape), ", got ",
+  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have ", what, " = ", shape_str(shape), ", got ",
               shape_str(t.sizes()));
 }
 
@@ -48,7 +48,8 @@ void exactly(const char* op, const char* name, const Tensor& t, at::IntArrayRef 
   TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but q is on ", ref.device());
 }
 
-void mask(const char* op, const char* name, const OptTensor& m, at::IntArrayRef shape, const Tensor& q, const char* what) {
+void mask(const char* op, const char* name, const OptTensor& m, at::IntArrayRef shape, const Tensor& q,
+          const char* what) {
   if (!m) return;
   TORCH_CHECK(m->scalar_type() == at::kBool, op, ": ", name, " must be a bool tensor (True = ", what,
               "), got ", dtype_str(m->scalar_type()));
@@ -91,8 +92,8 @@ int64_t check_attention(const char* op, const Tensor& q, const Tensor& k, const 
                         const OptTensor& video_mask, int64_t sparsity, double scale) {
   dims(op, "q", q, 4);
   float_dtype(op, "q", q);
-  shape_is(op, "k", k, q.sizes(), "of q (B, L, H, D)");
-  shape_is(op, "v", v, q.sizes(), "of q (B, L, H, D)");
+  shape_is(op, "k", k, q.sizes(), "the shape of q (B, L, H, D)");
+  shape_is(op, "v", v, q.sizes(), "the shape of q (B, L, H, D)");
   same_kind(op, "k", k, q, "q");
   same_kind(op, "v", v, q, "q");
   const int64_t B = q.size(0), L = q.size(1), H = q.size(2), D = q.size(3);
@@ -117,8 +118,8 @@ int64_t check_attention(const char* op, const Tensor& q, const Tensor& k, const 
   TORCH_CHECK(text_q->size(0) == B && T >= 1 && text_q->size(2) == H && text_q->size(3) == D, op,
               ": text_q must have shape (B, T, H, D) = (", B, ", T>=1, ", H, ", ", D, ") to match q, got ",
               shape_str(text_q->sizes()));
-  shape_is(op, "text_k", *text_k, text_q->sizes(), "of text_q (B, T, H, D)");
-  shape_is(op, "text_v", *text_v, text_q->sizes(), "of text_q (B, T, H, D)");
+  shape_is(op, "text_k", *text_k, text_q->sizes(), "the shape of text_q (B, T, H, D)");
+  shape_is(op, "text_v", *text_v, text_q->sizes(), "the shape of text_q (B, T, H, D)");
   same_kind(op, "text_q", *text_q, q, "q");
   same_kind(op, "text_k", *text_k, q, "q");
   same_kind(op, "text_v", *text_v, q, "q");
@@ -171,12 +172,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> checked_attention_bac
   const int64_t B = q.size(0), L = q.size(1), H = q.size(2), D = q.size(3);
   // The forward's outputs and their gradients, as the forward returns them (stats in fp32, fp64 for fp64 inputs).
   const auto dt = q.scalar_type(), stats = dt == at::kDouble ? at::kDouble : at::kFloat;
-  exactly(op, "dout", dout, q.sizes(), "of q (B, L, H, D)", dt, q);
-  exactly(op, "out", out, q.sizes(), "of q (B, L, H, D)", dt, q);
-  exactly(op, "dtext_out", dtext_out, {B, T, H, D}, "(B, T, H, D)", dt, q);
-  exactly(op, "lse", lse, {B, H, L}, "(B, H, L)", stats, q);
-  exactly(op, "text_parts", text_parts, {B, sparsity, T, H, D}, "(B, sparsity, T, H, D)", stats, q);
-  exactly(op, "text_lse", text_lse, {B, H, sparsity, T}, "(B, H, sparsity, T)", stats, q);
+  exactly(op, "dout", dout, q.sizes(), "the shape of q (B, L, H, D)", dt, q);
+  exactly(op, "out", out, q.sizes(), "the shape of q (B, L, H, D)", dt, q);
+  exactly(op, "dtext_out", dtext_out, {B, T, H, D}, "shape (B, T, H, D)", dt, q);
+  exactly(op, "lse", lse, {B, H, L}, "shape (B, H, L)", stats, q);
+  exactly(op, "text_parts", text_parts, {B, sparsity, T, H, D}, "shape (B, sparsity, T, H, D)", stats, q);
+  exactly(op, "text_lse", text_lse, {B, H, sparsity, T}, "shape (B, H, sparsity, T)", stats, q);
   return attention_backward(dout, dtext_out, q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, group,
                             scale, out, lse, text_parts, text_lse);
 }
