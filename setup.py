@@ -35,6 +35,7 @@ def cpu_extension():
             "csrc/cpu/attention_fwd.cpp",
             "csrc/cpu/attention_bwd.cpp",
             "csrc/cpu/conv3d_3x3.cpp",
+            "csrc/cpu/checks.cpp",
         ],
         include_dirs=[os.path.abspath("csrc")],
         extra_compile_args=flags,

@@ -5,9 +5,10 @@ import math
 
 import torch
 
-from .index import sub_length
+from .index import padded_length, sub_length
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT64_MAX = 2**63 - 1
 
 
 def sparsity(value) -> int:
@@ -16,6 +17,15 @@ def sparsity(value) -> int:
     if value < 1:
         raise ValueError(f"sparsity must be an int >= 1, got {value}")
     return value
+
+
+def padded(name: str, shape: tuple[int, ...], k: int) -> None:
+    """``name`` (shape (B, L, ...)) padded along dim 1 to a multiple of ``k^2`` must be representable: the kernels
+    index it in int64, and ``k^2`` overflowing to 0 would divide by zero."""
+    length = padded_length(shape[1], k)
+    if max(k * k, length, length * math.prod(shape[:1] + shape[2:])) > _INT64_MAX:
+        raise ValueError(f"sparsity={k} is too large for {name} of shape {tuple(shape)}: {name} padded along dim 1 "
+                         "to a multiple of sparsity^2 would have more than 2^63 - 1 elements")  # fmt: skip
 
 
 def flag(name: str, value) -> bool:
@@ -66,7 +76,7 @@ def attention(q, k, v, sparsity_, group, text_q, text_k, text_v, text_mask, vide
     B, L, H, D = q.shape
     if L < 1 or D < 1 or B < 1 or H < 1:
         raise ValueError(f"q must be a non-empty (B, L, H, D) tensor, got shape {tuple(q.shape)}")
-    sparsity(sparsity_)
+    padded("q", tuple(q.shape), sparsity(sparsity_))
     flag("group", group)
     texts = {"text_q": text_q, "text_k": text_k, "text_v": text_v}
     given = [n for n, t in texts.items() if t is not None]
@@ -96,10 +106,11 @@ def attention(q, k, v, sparsity_, group, text_q, text_k, text_v, text_mask, vide
 
 def reorder(x, sparsity_, group) -> None:
     tensor("x", x, min_ndim=2)
-    sparsity(sparsity_)
+    k = sparsity(sparsity_)
     flag("group", group)
     if x.shape[1] < 1:
         raise ValueError(f"x must have a non-empty sequence dim 1, got shape {tuple(x.shape)}")
+    padded("x", tuple(x.shape), k)
 
 
 def restore(x, sparsity_, group, length) -> None:
@@ -112,7 +123,7 @@ def restore(x, sparsity_, group, length) -> None:
         raise ValueError(f"x dim 0 must be k*B with k = sparsity = {k}, got {x.shape[0]}")
     if x.shape[1] != sub_length(length, k):
         raise ValueError(
-            f"length={length} does not match x: a sub-sequence of length {length} padded to a multiple of "
+            f"length={length} does not match x: a sequence of length {length} padded to a multiple of "
             f"k^2={k * k} has {sub_length(length, k)} rows per sub-sequence, but x.shape[1] = {x.shape[1]}"
         )
 
@@ -123,6 +134,8 @@ def conv3d_3x3(x, weight, bias, context=None) -> None:
     if x.dtype not in _FLOATS:
         raise TypeError(f"x must be a floating tensor, got {x.dtype}")
     _same("weight", weight, x, "x")
+    if x.shape[1] < 1:
+        raise ValueError(f"x must have at least one channel (B, C_in >= 1, T, H, W), got shape {tuple(x.shape)}")
     if weight.shape[3:] != (3, 3) or weight.shape[1] != x.shape[1]:
         raise ValueError(f"weight must be (C_out, C_in={x.shape[1]}, kt, 3, 3), got shape {tuple(weight.shape)}")
     frames = x.shape[2]

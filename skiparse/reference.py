@@ -6,6 +6,8 @@ exactly what the fused kernels avoid.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
@@ -34,10 +36,30 @@ def restore(x: torch.Tensor, sparsity: int, group: bool, length: int) -> torch.T
     return rearrange(x, _INV[group], **_axes(sparsity, group))[:, :length]
 
 
+def _check_padded_copies_fit(q: torch.Tensor, sparsity: int, text_len: int) -> None:
+    """Refuses (MemoryError) a CPU problem whose padded copies exceed the machine's RAM: Linux overcommits, so the
+    allocation would succeed and the process be OOM-killed while filling it (L = 10 with sparsity = 10^4 pads to
+    10^8 rows). Other devices' allocators fail with a clean error."""
+    if q.device.type != "cpu":
+        return
+    B, L, H, D = q.shape
+    seq = padded_length(L, sparsity) // sparsity + text_len  # S, rows of each of the k*B joint sequences
+    # q, k, v, the output, and SDPA's (k*B, H, S, S) scores (materialised at small D; measured at D = 8 and 64).
+    need = (4 * D + seq) * sparsity * B * seq * H * q.element_size()
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > ram:
+        raise MemoryError(
+            f"the reference backend pads L={L} to a multiple of sparsity^2 = {sparsity * sparsity} and would need "
+            f"about {need / 2**30:.1f} GiB for q of shape {tuple(q.shape)} (this machine has {ram / 2**30:.1f} "
+            "GiB); use the cpu backend, which does not pad, or a smaller sparsity"
+        )
+
+
 def skiparse_attention(q, k, v, sparsity, group, text_q, text_k, text_v, text_mask, video_mask, scale):
     """Reference Skiparse joint attention. Shapes as in :func:`skiparse.skiparse_attention`."""
     B, L, H, D = q.shape
     n = sparsity
+    _check_padded_copies_fit(q, n, 0 if text_q is None else text_q.shape[1])
     pad = padded_length(L, n) - L
     qs, ks, vs = (reorder(t, n, group) for t in (q, k, v))  # (nB, Lp/n, H, D)
     has_text = text_q is not None

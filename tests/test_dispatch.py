@@ -1,7 +1,9 @@
 """Backend selection: env var, context manager, auto, clear errors, and the info report."""
+import asyncio
 import importlib.util
 import subprocess
 import sys
+import threading
 import warnings
 
 import pytest
@@ -30,6 +32,81 @@ def test_context_manager_nests_and_beats_env(monkeypatch):
             assert backends.requested() == "reference"
         assert backends.requested() == "auto"
     assert backends.requested() == "reference"
+
+
+def test_use_backend_is_not_seen_by_other_threads(monkeypatch):
+    monkeypatch.setenv("SKIPARSE_BACKEND", "auto")
+    entered, checked = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        entered.wait(10)
+        seen["other"] = backends.requested()  # the env default, not this thread's neighbour's block
+        checked.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with skiparse.use_backend("reference"):
+        entered.set()
+        checked.wait(10)
+        seen["own"] = backends.requested()
+    thread.join()
+    assert seen == {"other": "auto", "own": "reference"}
+
+
+def test_use_backend_interleaved_exits_restore_each_threads_choice(monkeypatch):
+    """Thread a enters, b enters, a exits, b checks, b exits: each exit restores its own thread's choice."""
+    monkeypatch.setenv("SKIPARSE_BACKEND", "auto")
+    steps = [threading.Event() for _ in range(4)]
+    seen = {}
+
+    def a():
+        with skiparse.use_backend("reference"):
+            steps[0].set()
+            steps[1].wait(10)  # b has entered
+        seen["a after exit"] = backends.requested()
+        steps[2].set()
+
+    def b():
+        steps[0].wait(10)
+        with skiparse.use_backend("cpu"):
+            steps[1].set()
+            steps[2].wait(10)  # a has exited
+            seen["b inside"] = backends.requested()
+        seen["b after exit"] = backends.requested()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a after exit": "auto", "b inside": "cpu", "b after exit": "auto"}
+    assert backends.requested() == "auto"
+
+
+def test_use_backend_is_per_asyncio_task():
+    async def task(name, seen):
+        with skiparse.use_backend(name):
+            await asyncio.sleep(0.01)  # the other task enters and exits its block meanwhile
+            seen[name] = backends.requested()
+
+    async def main():
+        seen = {}
+        await asyncio.gather(task("reference", seen), task("cpu", seen))
+        return seen
+
+    with skiparse.use_backend("auto"):
+        assert asyncio.run(main()) == {"reference": "reference", "cpu": "cpu"}
+        assert backends.requested() == "auto"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="uses triton as the backend that cannot run")
+def test_compiled_call_reads_use_backend_at_trace_time():
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: skiparse.reorder(x, 2) * 2, fullgraph=True, backend="aot_eager")
+    with skiparse.use_backend("triton"), pytest.raises(Exception, match="'triton' is not available"):
+        compiled(torch.randn(2, 10, 3))
+    torch._dynamo.reset()
 
 
 @requires_cpu_ext

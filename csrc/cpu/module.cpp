@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "../skiparse/index.h"
+#include "checks.h"
 #include "gemm.h"
 #include "kernels.h"
 
@@ -43,11 +44,11 @@ at::Tensor index_table(int64_t L, int64_t k, bool group) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(skiparse, CPU, m) {
-  m.impl("reorder", &skiparse::cpu::reorder);
-  m.impl("restore", &skiparse::cpu::restore);
-  m.impl("attention", &skiparse::cpu::attention_forward);
-  m.impl("attention_backward", &skiparse::cpu::attention_backward);
-  m.impl("conv3d_3x3", &skiparse::cpu::conv3d_3x3);
+  m.impl("reorder", &skiparse::cpu::checked_reorder);
+  m.impl("restore", &skiparse::cpu::checked_restore);
+  m.impl("attention", &skiparse::cpu::checked_attention_forward);
+  m.impl("attention_backward", &skiparse::cpu::checked_attention_backward);
+  m.impl("conv3d_3x3", &skiparse::cpu::checked_conv3d_3x3);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -1,13 +1,14 @@
 """Backend registry and selection.
 
-``SKIPARSE_BACKEND=auto|reference|cpu|triton|npu`` (read at every call) and :func:`use_backend` choose how the
-public ops run. ``auto`` takes the best available backend for the tensors' device and falls back to the
+``SKIPARSE_BACKEND=auto|reference|cpu|triton|npu`` (read at every call) and :func:`use_backend` (per thread and
+per asyncio task) choose how the public ops run. ``auto`` takes the best available backend for the tensors' device and falls back to the
 PyTorch reference (with one warning) when that device has no compiled backend. A backend that is asked for by
 name but cannot run raises, with the reason.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 import warnings
@@ -32,7 +33,8 @@ BACKENDS = {
 }
 CHOICES = ("auto", *BACKENDS)
 _ENV = "SKIPARSE_BACKEND"
-_override: list[str] = []
+# The use_backend choice in force: a ContextVar, so other threads and tasks never see it (each has its own value).
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("skiparse_backend", default=None)
 
 
 @functools.cache
@@ -49,19 +51,24 @@ def _check_choice(name: str, source: str) -> str:
 
 def requested() -> str:
     """The backend asked for: the innermost :func:`use_backend`, else ``$SKIPARSE_BACKEND``, else ``auto``."""
-    if _override:
-        return _override[-1]
+    name = _override.get()
+    if name is not None:
+        return name
     return _check_choice(os.environ.get(_ENV, "auto").strip().lower() or "auto", _ENV)
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Run the skiparse ops inside the block on backend ``name`` (``auto``, ``reference``, ``cpu``, ...)."""
-    _override.append(_check_choice(name, "use_backend(name)"))
+    """Run the skiparse ops inside the block on backend ``name`` (``auto``, ``reference``, ``cpu``, ...).
+
+    The choice holds for the current thread (or asyncio task) only; blocks nest, and leaving one restores the
+    choice that was in force when it was entered. ``torch.compile`` reads it once, at trace time: enter the block
+    around the compiled call (inside a ``fullgraph=True`` region Dynamo cannot trace ``ContextVar.set``)."""
+    token = _override.set(_check_choice(name, "use_backend(name)"))
     try:
         yield
     finally:
-        _override.pop()
+        _override.reset(token)
 
 
 @functools.cache
