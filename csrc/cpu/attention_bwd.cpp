@@ -115,16 +115,17 @@ struct Backward {
         const int64_t kn = kt.n, kp = even(kn);
         const KeyGrad<A>& g = w.key_grads[j];
         gemm_packed<T>(kn, qn, D, packs->get(b, h, sub, j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
+        P.masked_columns(b, kt, w.cols);
         for (int64_t c = 0; c < kn; ++c) {  // P^T = exp(scale S^T - lse)
           float* s = St + c * ld;
           int64_t r = 0;
           for (; r + Vec::size() <= qn; r += Vec::size())
             (Vec::loadu(s + r) * Vec(scale) - Vec::loadu(w.lse.data() + r)).exp_u20().store(s + r);
           for (; r < qn; ++r) s[r] = std::exp(s[r] * scale - w.lse[r]);
-          for (int64_t r2 : special) s[r2] = w.lse[r2] == kInf<A> ? 0.f : w.lse[r2];
         }
-        P.masked_columns(b, kt, w.cols);
         for (int64_t c : w.cols) std::fill(St + c * ld, St + c * ld + qn, 0.f);
+        for (int64_t r : special)  // after the key mask: a NaN query row is NaN at masked keys too, as in the reference
+          for (int64_t c = 0; c < kn; ++c) St[c * ld + r] = w.lse[r] == kInf<A> ? 0.f : w.lse[r];
         for (int64_t c = 0; c < kn; ++c) {
           T* pt = w.pT.data() + c * ldt;
           at::vec::convert(St + c * ld, pt, qn);
