@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -18,9 +19,12 @@
 #include "../skiparse/index.h"
 #include "gemm.h"
 
-namespace skiparse::cpu {
+// One copy of everything below per ISA build (csrc/cpu/isa/*.cpp; CPU_CAPABILITY names it, as in ATen), so that
+// the AVX2 and AVX-512 builds of these inline functions and templates never merge at link time.
+namespace skiparse::cpu::CPU_CAPABILITY {
 
 using at::Tensor;
+using OptTensor = std::optional<Tensor>;
 // Compute type: fp32, except fp64 for fp64 inputs.
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -343,4 +347,4 @@ inline at::ScalarType stats_dtype(const Tensor& q) {
   return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

@@ -6,9 +6,8 @@
 // accumulation) on the transposed problem, S^T = K Q^T, so that every operand is either a key tile prepared once
 // per sub-sequence or a query tile packed once per query tile; dK, dV and dQ^T accumulate in fp32.
 #include "attention.h"
-#include "kernels.h"
 
-namespace skiparse::cpu {
+namespace skiparse::cpu::CPU_CAPABILITY {
 namespace {
 
 // Where a key tile's dK, dV accumulate (leading dim ld): in place in dk/dv, or in the task's fp32 buffers.
@@ -336,4 +335,4 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
   return {dq, dk, dv, dtq, dtk, dtv};
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

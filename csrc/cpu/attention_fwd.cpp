@@ -4,9 +4,8 @@
 // (native_lowp): Q K^T and P V in the input dtype (brgemm, fp32 accumulation, keys packed once per
 // sub-sequence), P rounded to the input dtype for the P V product as FlashAttention does; softmax statistics fp32.
 #include "attention.h"
-#include "kernels.h"
 
-namespace skiparse::cpu {
+namespace skiparse::cpu::CPU_CAPABILITY {
 namespace {
 
 template <typename T, typename A = acc_t<T>>
@@ -178,4 +177,4 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> attention_forward(
   return {out, text_out, lse, text_parts, text_lse};
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY
