@@ -9,10 +9,38 @@ from . import __version__
 from .backends import BACKENDS, requested, status
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what platform knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_kernels() -> str:
+    """The CPU kernels' ISA path and whether bf16/fp16 GEMMs run on AMX, or why the kernels are off."""
+    ok, why = status("cpu")
+    if not ok:
+        return f"CPU kernels off: {why}"
+    from . import _C
+
+    amx = {name: _C.native_lowp(half) for name, half in (("bf16", False), ("fp16", True))}
+    return (f"CPU kernels: {_C.kernel_isa()} build (ATen capability {torch.backends.cpu.get_cpu_capability()}, "
+            f"ATEN_CPU_CAPABILITY caps it); AMX: " +
+            ", ".join(f"{n} {'on' if on else 'off'}" for n, on in amx.items()) +
+            " (ONEDNN_MAX_CPU_ISA caps it; off: GEMMs in fp32)")
+
+
 def report() -> str:
     lines = [
         f"skiparse {__version__} | torch {torch.__version__} | python {platform.python_version()} | "
         f"{platform.machine()} | {torch.get_num_threads()} threads",
+        f"CPU: {cpu_model()}",
+        cpu_kernels(),
         f"requested backend: {requested()} (SKIPARSE_BACKEND or skiparse.use_backend)",
     ]
     for name, backend in BACKENDS.items():

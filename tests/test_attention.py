@@ -134,3 +134,21 @@ def test_scale_argument():
             b, tb = skiparse.skiparse_attention(**{n: (t * 0.3 / 8 ** -0.5 if n in ("q", "text_q") else t) for n, t in kw.items()}, sparsity=k)
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(ta, tb)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["q", "k", "v", "text_q", "text_k", "text_v"])
+@pytest.mark.parametrize("k,group", [(1, False), (2, True), (4, False)])
+def test_nan_reaches_outputs_as_in_reference(dtype, name, k, group):
+    """A NaN in any input gives NaN exactly where the fp64 reference has NaN, forward and every gradient (a
+    diverged run must not look finite); masked keys and fully masked rows keep their usual zeros."""
+    base = make_inputs(2, 67, 2, 16, 5, masks=True, dtype=dtype)
+    with torch.no_grad():
+        base[name][1, 2 if name.startswith("text") else 7, 1, 3] = float("nan")
+    grads = grads_for(torch.empty(2, 67, 2, 16), torch.empty(2, 5, 2, 16))
+    ref_out, ref_text, ref_g = run("reference", cast(base, torch.float64), k, group, grads)
+    out, text_out, g = run("cpu", cast(base, dtype), k, group, grads)
+    assert ref_out.isnan().any() or ref_text.isnan().any()
+    assert torch.equal(out.isnan(), ref_out.isnan()) and torch.equal(text_out.isnan(), ref_text.isnan())
+    for n in tensor_inputs(base):
+        assert torch.equal(g[n].isnan(), ref_g[n].isnan()), f"d{n}"

@@ -18,17 +18,43 @@ def test_dry_run_prints_the_paper_plan():
 
 def test_tiny_run_writes_results(tmp_path):
     cmd = [sys.executable, "benchmarks/attention.py", "--latent", "2x6x8", "--text", "8", "--heads", "2",
-           "--head-dim", "16", "--ks", "1,2,4", "--reps", "1", "--out", str(tmp_path)]
+           "--head-dim", "16", "--ks", "1,2,4", "--reps", "1", "--dtype", "fp32", "--out", str(tmp_path)]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     assert "vs upstream" in out and "threads" in out.splitlines()[0]
-    data = json.loads((tmp_path / "attention_cpu.json").read_text())
+    assert out.splitlines()[1].startswith("# CPU kernels") and "peak float32" in out  # --dtype fp32 below
+    data = json.loads((tmp_path / "attention_cpu_float32.json").read_text())
     rows = [r for r in data["rows"] if r["kind"] == "skiparse"]
     assert {(r["pattern"], r["k"], r["mode"]) for r in rows} == {
         (p, k, m) for p in ("single", "group") for k in (1, 2, 4) for m in ("fwd", "fwd+bwd") if not (p == "group" and k == 1)
     }
     for r in rows:
         assert r["ms"] > 0 and r["ideal_speedup"] >= 1 and r["speedup_vs_upstream"] > 0
-    assert (tmp_path / "attention_cpu.png").stat().st_size > 10_000
+    assert (tmp_path / "attention_cpu_float32.png").stat().st_size > 10_000
+    for r in data["rows"]:  # TFLOP/s and share of the estimated peak, which the header states
+        assert r["of_peak"] is None or 0 < r["of_peak"] < 1
+    assert "FLOP/cycle" in data["meta"]["peak_estimate"]
+
+
+def test_default_dtype_follows_the_cpu():
+    """bf16 where the CPU has AMX or AVX512-BF16, else fp32; the header names the CPU kernels' ISA and AMX use."""
+    out = subprocess.run([sys.executable, "benchmarks/attention.py", "--dry-run"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    with open("/proc/cpuinfo") as f:
+        native = bool({"amx_bf16", "avx512_bf16"} & set(f.read().split()))
+    assert ("bfloat16 |" in out) == native and ("float32 |" in out) == (not native)
+    assert "AMX: bf16 " in out and " build " in out
+
+
+def test_sweep_writes_a_log_log_plot(tmp_path):
+    cmd = [sys.executable, "benchmarks/attention.py", "--sweep", "--text", "8", "--heads", "1", "--head-dim", "8",
+           "--reps", "1", "--modes", "fwd", "--dtype", "bf16", "--out", str(tmp_path), "--sweep-frames", "9,17"]
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    data = json.loads((tmp_path / "attention_sweep_bfloat16.json").read_text())
+    assert {(r["frames"], r["kind"]) for r in data["rows"]} == {
+        (f, kind) for f in (9, 17) for kind in ("dense", "upstream", "skiparse")}
+    assert {r["tokens"] for r in data["rows"]} == {2 * 36 * 64 + 8, 3 * 36 * 64 + 8}
+    assert all(r["s"] > 0 for r in data["rows"]) and "skiparse" in out
+    assert (tmp_path / "attention_sweep_bfloat16.png").stat().st_size > 10_000
 
 
 def test_gpu_dry_run_prints_the_plan_without_a_gpu():

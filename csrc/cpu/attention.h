@@ -1,10 +1,12 @@
 // Shared pieces of the fused CPU Skiparse attention kernels (forward in attention_fwd.cpp, backward in
 // attention_bwd.cpp): operands addressed in place, the tile lists of a sub-sequence, tile staging and the
-// vectorised row primitives. Compute is fp32 (fp64 for fp64 inputs, so gradcheck can test the kernels).
+// vectorised row primitives. Compute is fp32 (fp64 for fp64 inputs, so gradcheck can test the kernels); bf16/fp16
+// GEMMs run in their dtype with fp32 accumulation where the CPU has the units (native_lowp, gemm.h).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -17,9 +19,12 @@
 #include "../skiparse/index.h"
 #include "gemm.h"
 
-namespace skiparse::cpu {
+// One copy of everything below per ISA build (csrc/cpu/isa/*.cpp; CPU_CAPABILITY names it, as in ATen), so that
+// the AVX2 and AVX-512 builds of these inline functions and templates never merge at link time.
+namespace skiparse::cpu::CPU_CAPABILITY {
 
 using at::Tensor;
+using OptTensor = std::optional<Tensor>;
 // Compute type: fp32, except fp64 for fp64 inputs.
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -133,15 +138,16 @@ struct Schedule {
 // Runs f(b, h, sub, i, scratch) for every (b, h, sub) and i < count(sub), in parallel, one Scratch per thread
 // chunk. The items of a sub-sequence are adjacent, so its keys stay in cache.
 template <typename Scratch, typename Count, typename F>
-void parallel_items(const Problem& P, Count count, F f) {
+void parallel_items(const Problem& P, Count count, F f, bool lowp) {
   std::vector<std::array<int64_t, 4>> work;
   for (int64_t b = 0; b < P.B; ++b)
     for (int64_t h = 0; h < P.H; ++h)
       for (int64_t s = 0; s < P.k; ++s)
         for (int64_t i = 0; i < static_cast<int64_t>(count(s)); ++i) work.push_back({b, h, s, i});
   at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
-    Scratch w(P.D);
+    Scratch w(P.D, lowp);
     for (int64_t i = begin; i < end; ++i) f(work[i][0], work[i][1], work[i][2], work[i][3], w);
+    if (lowp) at::native::cpublas::brgemm_release();  // the thread's AMX tile state
   });
 }
 
@@ -176,6 +182,92 @@ void store(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D,
     }
   });
 }
+
+// A tile's rows of `op` in its own dtype: [rows, D] with zero rows past t.n, or transposed [D, ld] with zero
+// columns past t.n.
+template <typename T>
+void gather(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, T* buf, bool transposed,
+            int64_t rows_or_ld) {
+  t.for_each_row([&](int64_t i, int64_t row) {
+    const T* src = op.row(b, row, h);
+    if (transposed) {
+      for (int64_t d = 0; d < D; ++d) buf[d * rows_or_ld + i] = src[d];
+    } else {
+      std::copy(src, src + D, buf + i * D);
+    }
+  });
+  if (!transposed) {
+    std::fill(buf + t.n * D, buf + rows_or_ld * D, T(0));
+  } else {
+    for (int64_t d = 0; d < D; ++d) std::fill(buf + d * rows_or_ld + t.n, buf + (d + 1) * rows_or_ld, T(0));
+  }
+}
+
+inline int64_t even(int64_t n) { return (n + 1) / 2 * 2; }
+
+// A tile's rows as a GEMM operand in its own dtype. Packed: a brgemm B operand, transposed (B = X^T, [D, n]) or
+// as rows (B = X, [even(n), D]); D must be even. Plain: an A operand, rows [n, D] or transposed [D, even(n)].
+struct Form {
+  bool value, transposed, packed;
+};
+inline int64_t form_size(int64_t n, int64_t D, Form f) {
+  if (f.packed) return f.transposed ? packed_size(D, n) : packed_size(even(n), D);
+  return D * even(n);
+}
+template <typename T>
+void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, Form f, T* tmp, T* out) {
+  if (!f.packed) {
+    gather(op, b, h, t, D, out, f.transposed, f.transposed ? even(t.n) : t.n);
+  } else if (f.transposed) {
+    gather(op, b, h, t, D, tmp, true, t.n);
+    pack_b(D, t.n, tmp, t.n, out);
+  } else {
+    gather(op, b, h, t, D, tmp, false, even(t.n));
+    pack_b(even(t.n), D, tmp, D, out);
+  }
+}
+
+// The key tiles of every (b, h, sub-sequence) in the given forms, built once and shared by all query tiles.
+template <typename T>
+struct KeyPacks {
+  std::vector<Form> forms;
+  int64_t H = 0, D = 0, per_bh = 0;
+  std::vector<int64_t> base;     // first tile index of each sub-sequence
+  std::vector<int64_t> form_at;  // element offset of each (tile, form) within one (b, h)
+  Tensor buf;
+
+  template <typename Ops>
+  KeyPacks(const Problem& P, const Schedule& S, std::vector<Form> forms_, Ops operand)
+      : forms(std::move(forms_)), H(P.H), D(P.D) {
+    std::vector<const Tile*> tiles;
+    for (int64_t s = 0; s < P.k; ++s) {
+      base.push_back(static_cast<int64_t>(tiles.size()));
+      for (const Tile& t : S.keys[s]) tiles.push_back(&t);
+    }
+    for (const Tile* t : tiles)
+      for (const Form& f : forms) {
+        form_at.push_back(per_bh);
+        per_bh += form_size(t->n, D, f);
+      }
+    buf = at::empty({P.B * P.H * per_bh}, c10::CppTypeToScalarType<T>::value);
+    const int64_t nt = static_cast<int64_t>(tiles.size()), nf = static_cast<int64_t>(forms.size());
+    at::parallel_for(0, P.B * P.H * nt, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> tmp(even(kKeyTile) * D);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t bh = i / nt, j = i % nt;
+        for (int64_t f = 0; f < nf; ++f)
+          form_tile(operand(tiles[j]->text, forms[f].value), bh / H, bh % H, *tiles[j], D, forms[f], tmp.data(),
+                    data() + bh * per_bh + form_at[j * nf + f]);
+      }
+    });
+  }
+  T* data() const { return static_cast<T*>(buf.data_ptr()); }
+  // Form f of key tile j of sub-sequence s of (b, h).
+  const T* get(int64_t b, int64_t h, int64_t s, size_t j, int64_t f) const {
+    const int64_t t = base[s] + static_cast<int64_t>(j);
+    return data() + (b * H + h) * per_bh + form_at[t * static_cast<int64_t>(forms.size()) + f];
+  }
+};
 
 template <typename A>
 A row_max(const A* x, int64_t n) {
@@ -255,4 +347,4 @@ inline at::ScalarType stats_dtype(const Tensor& q) {
   return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

@@ -2,10 +2,12 @@
 // tile recomputes P = exp(scale * Q K^T - lse) tile by tile and accumulates dQ (per query tile) and dK, dV (per
 // sub-sequence, in fp32) with five GEMMs per tile pair. Text queries are the k copies of the forward, each with
 // dO / k; text key and query gradients are summed over the copies.
+// bf16/fp16 on CPUs with the units (native_lowp): the five GEMMs run in the input dtype (brgemm, fp32
+// accumulation) on the transposed problem, S^T = K Q^T, so that every operand is either a key tile prepared once
+// per sub-sequence or a query tile packed once per query tile; dK, dV and dQ^T accumulate in fp32.
 #include "attention.h"
-#include "kernels.h"
 
-namespace skiparse::cpu {
+namespace skiparse::cpu::CPU_CAPABILITY {
 namespace {
 
 // Where a key tile's dK, dV accumulate (leading dim ld): in place in dk/dv, or in the task's fp32 buffers.
@@ -16,15 +18,36 @@ struct KeyGrad {
   bool in_place;
 };
 
-template <typename A>
+template <typename T, typename A = acc_t<T>>
 struct BwdScratch {
   std::vector<A> q, dout, o, k, v, p, dp, dq, di, lse, dk, dv;
   std::vector<KeyGrad<A>> key_grads;  // one per key tile of the current sub-sequence
   std::vector<int64_t> cols;
-  explicit BwdScratch(int64_t D)
-      : q(kQueryTile * D), dout(kQueryTile * D), o(kQueryTile * D), k(kKeyTile * D), v(kKeyTile * D),
-        p(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), dq(kQueryTile * D), di(kQueryTile), lse(kQueryTile) {}
+  // Native bf16/fp16: the query tile's Q and dO in the input dtype and packed as Q^T, Q, dO^T, dO; P^T and dS^T
+  // in the input dtype (leading dim even(kQueryTile)); dS^T packed.
+  std::vector<T> xn, tmp, qT, qR, dT, dR, pT, dsT, ds_p;
+  BwdScratch(int64_t D, bool lowp)
+      : q(kQueryTile * D), dout(kQueryTile * D), o(kQueryTile * D), k(lowp ? 0 : kKeyTile * D),
+        v(lowp ? 0 : kKeyTile * D), p(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), dq(kQueryTile * D),
+        di(kQueryTile), lse(kQueryTile) {
+    if (!lowp) return;
+    const int64_t qp = even(kQueryTile), kp = even(kKeyTile);
+    for (auto* v : {&xn, &tmp}) v->resize(qp * D);
+    for (auto* v : {&qT, &dT}) v->resize(packed_size(D, kQueryTile));
+    for (auto* v : {&qR, &dR}) v->resize(packed_size(qp, D));
+    for (auto* v : {&pT, &dsT}) v->resize(kp * qp);
+    ds_p.resize(packed_size(kp, kQueryTile));
+  }
 };
+
+// x: [even(n), D] in the input dtype with a zero row past n -> packed as B = x^T ([D, n]) and B = x.
+template <typename T>
+void pack_both(const T* x, int64_t n, int64_t D, T* tmp, T* cols, T* rows) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t d = 0; d < D; ++d) tmp[d * n + i] = x[i * D + d];
+  pack_b(D, n, tmp, n, cols);
+  pack_b(even(n), D, x, D, rows);
+}
 
 // out[b, n, h] = sum_p parts[b, p, n, h] for parts laid out (B, P, N, H, D) in the compute type.
 template <typename T, typename A>
@@ -66,12 +89,71 @@ struct Backward {
   A *dtq_parts, *dtk_parts, *dtv_parts;  // (B, k, T, H, D), (B, k*C, T, H, D) x 2
   A *dk_parts, *dv_parts;                // (B, C, L, H, D) when C > 1
 
+  const KeyPacks<T>* packs;  // native bf16/fp16: key tiles as K (form 0), V (form 1), K^T (form 2); else null
+
+  // Native bf16/fp16 body of query_tile, on the transposed problem (rows = keys, columns = queries). dO and O
+  // are staged in fp32 (dO scaled for text copies); writes dQ^T [D, kQueryTile] into w.dq.
+  void query_tile_lowp(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
+                       const A* dO, BwdScratch<T>& w) const {
+    if constexpr (kReduced<T>) {
+      using Vec = at::vec::Vectorized<float>;
+      const int64_t D = P.D, qn = qt.n, qp = even(qn), ld = kQueryTile, ldt = even(kQueryTile);
+      const float scale = static_cast<float>(P.scale);
+      gather(qt.text ? tq : q, b, h, qt, D, w.xn.data(), false, qp);
+      pack_both(w.xn.data(), qn, D, w.tmp.data(), w.qT.data(), w.qR.data());
+      at::vec::convert(dO, w.xn.data(), qn * D);
+      std::fill(w.xn.begin() + qn * D, w.xn.begin() + qp * D, T(0));
+      pack_both(w.xn.data(), qn, D, w.tmp.data(), w.dT.data(), w.dR.data());
+      std::vector<int64_t> special;  // columns (queries) whose lse is +inf (no key: P = 0) or NaN (P = NaN)
+      for (int64_t r = 0; r < qn; ++r)
+        if (!std::isfinite(w.lse[r])) special.push_back(r);
+      std::fill(w.dq.begin(), w.dq.begin() + D * ld, 0.f);
+      float *St = w.p.data(), *dPt = w.dp.data();
+      for (size_t j = 0; j < keys.size(); ++j) {
+        const Tile& kt = keys[j];
+        const int64_t kn = kt.n, kp = even(kn);
+        const KeyGrad<A>& g = w.key_grads[j];
+        gemm_packed<T>(kn, qn, D, packs->get(b, h, sub, j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
+        P.masked_columns(b, kt, w.cols);
+        for (int64_t c = 0; c < kn; ++c) {  // P^T = exp(scale S^T - lse)
+          float* s = St + c * ld;
+          int64_t r = 0;
+          for (; r + Vec::size() <= qn; r += Vec::size())
+            (Vec::loadu(s + r) * Vec(scale) - Vec::loadu(w.lse.data() + r)).exp_u20().store(s + r);
+          for (; r < qn; ++r) s[r] = std::exp(s[r] * scale - w.lse[r]);
+        }
+        for (int64_t c : w.cols) std::fill(St + c * ld, St + c * ld + qn, 0.f);
+        for (int64_t r : special)  // after the key mask: a NaN query row is NaN at masked keys too, as in the reference
+          for (int64_t c = 0; c < kn; ++c) St[c * ld + r] = w.lse[r] == kInf<A> ? 0.f : w.lse[r];
+        for (int64_t c = 0; c < kn; ++c) {
+          T* pt = w.pT.data() + c * ldt;
+          at::vec::convert(St + c * ld, pt, qn);
+          if (qp > qn) pt[qn] = T(0);
+        }
+        gemm_packed<T>(kn, D, qp, w.pT.data(), ldt, w.dR.data(), g.dv, g.ld, true);  // dV += P^T dO
+        gemm_packed<T>(kn, qn, D, packs->get(b, h, sub, j, 1), D, w.dT.data(), dPt, ld, false);  // dP^T = V dO^T
+        for (int64_t c = 0; c < kn; ++c) {  // dS^T = scale P^T (dP^T - Di)
+          float* dp = dPt + c * ld;
+          at::vec::map3([scale](Vec p, Vec g, Vec di) { return p * (g - di) * Vec(scale); }, dp, St + c * ld, dp,
+                        w.di.data(), qn);
+          T* ds = w.dsT.data() + c * ldt;
+          at::vec::convert(dp, ds, qn);
+          if (qp > qn) ds[qn] = T(0);
+        }
+        if (kp > kn) std::fill(w.dsT.data() + kn * ldt, w.dsT.data() + kn * ldt + qp, T(0));
+        gemm_packed<T>(kn, D, qp, w.dsT.data(), ldt, w.qR.data(), g.dk, g.ld, true);  // dK += dS^T Q
+        pack_b(kp, qn, w.dsT.data(), ldt, w.ds_p.data());
+        gemm_packed<T>(D, qn, kp, packs->get(b, h, sub, j, 2), kp, w.ds_p.data(), w.dq.data(), ld, true);  // dQ^T
+      }
+    }
+  }
+
   // Query tile `qt` of sub-sequence `sub`: accumulates into w.key_grads, writes its dQ.
   void query_tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
-                  BwdScratch<A>& w) const {
+                  BwdScratch<T>& w) const {
     const int64_t D = P.D, qn = qt.n;
     const A scale = A(P.scale);
-    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
+    const A* Q = packs ? nullptr : stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
     const A* dO;
     const A* O;
     if (qt.text) {  // copy `sub` of a text query received dtext_out / k
@@ -85,6 +167,21 @@ struct Backward {
       w.di[r] = dot(dO + r * D, O + r * D, D);
       w.lse[r] = qt.text ? text_lse[((b * P.H + h) * P.k + sub) * P.T + row] : lse[(b * P.H + h) * P.L + row];
     });
+    if (packs) {
+      query_tile_lowp(b, h, sub, qt, keys, dO, w);
+      const Operand<A> dq_text = slice(dtq_parts, sub, P.k, P.T, P.H, D);
+      qt.for_each_row([&](int64_t r, int64_t row) {  // dQ^T -> rows
+        for (int64_t d = 0; d < D; ++d) {
+          const A x = w.dq[d * kQueryTile + r];
+          if (qt.text) {
+            dq_text.row(b, row, h)[d] = x;
+          } else {
+            dq.row(b, row, h)[d] = static_cast<T>(x);
+          }
+        }
+      });
+      return;
+    }
     std::fill(w.dq.begin(), w.dq.begin() + qn * D, A(0));
     A* Pm = w.p.data();
     A* dP = w.dp.data();
@@ -97,8 +194,8 @@ struct Backward {
       P.masked_columns(b, kt, w.cols);
       for (int64_t r = 0; r < qn; ++r) {
         A* p = Pm + r * kKeyTile;
-        if (w.lse[r] == kInf<A>) {  // no unmasked key: the row's output was 0 and has no gradient
-          std::fill(p, p + kn, A(0));
+        if (w.lse[r] == kInf<A> || std::isnan(w.lse[r])) {  // no unmasked key: output 0, no gradient; NaN: NaN
+          std::fill(p, p + kn, w.lse[r] == kInf<A> ? A(0) : w.lse[r]);
           continue;
         }
         exp_sub_sum(p, kn, w.lse[r]);
@@ -127,7 +224,7 @@ struct Backward {
   // A video key tile that is one strided run of an fp32/fp64 dk, dv owned by this item alone (C == 1)
   // accumulates in place, as PyTorch's flash backward does; other tiles use the item's buffers.
   void task(int64_t b, int64_t h, int64_t sub, int64_t c, const std::vector<Tile>& queries,
-            const std::vector<Tile>& keys, BwdScratch<A>& w) const {
+            const std::vector<Tile>& keys, BwdScratch<T>& w) const {
     const int64_t D = P.D;
     auto in_place = [&](const Tile& kt) { return std::is_same_v<T, A> && C == 1 && !kt.text && kt.runs.size() == 1; };
     int64_t rows = 0;
@@ -167,11 +264,12 @@ struct Backward {
   }
 
   void run(const Schedule& sched) const {
-    parallel_items<BwdScratch<A>>(
+    parallel_items<BwdScratch<T>>(
         P, [&](int64_t) { return C; },
-        [&](int64_t b, int64_t h, int64_t s, int64_t c, BwdScratch<A>& w) {
+        [&](int64_t b, int64_t h, int64_t s, int64_t c, BwdScratch<T>& w) {
           task(b, h, s, c, sched.queries[s], sched.keys[s], w);
-        });
+        },
+        packs != nullptr);
     if (C > 1) {
       reduce_parts(dk_parts, C, dk, P.B, P.L, P.H, P.D);
       reduce_parts(dv_parts, C, dv, P.B, P.L, P.H, P.D);
@@ -222,13 +320,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
     using A = acc_t<scalar_t>;
     using Op = Operand<scalar_t>;
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<A>() : nullptr; };
+    std::optional<KeyPacks<scalar_t>> packs;
+    if (native_lowp<scalar_t>() && P.D % 2 == 0) {
+      const Op ops[2][2] = {{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}};
+      packs.emplace(P, sched, std::vector<Form>{{false, false, false}, {true, false, false}, {false, true, false}},
+                    [&](bool text, bool value) { return ops[text][value]; });
+    }
     Backward<scalar_t>{P,         C,         Op(a.q),   Op(a.k),      Op(a.v),           Op(a.text_q),
                        Op(a.text_k), Op(a.text_v), Op(out_), Op(dout_), Op(dtext_),       Op(dq),
                        Op(dk),    Op(dv),    ptr(lse_), ptr(text_lse_), ptr(parts_),      ptr(dtq_parts),
-                       ptr(dtk_parts), ptr(dtv_parts), ptr(dk_parts), ptr(dv_parts), dtq, dtk, dtv}
+                       ptr(dtk_parts), ptr(dtv_parts), ptr(dk_parts), ptr(dv_parts), packs ? &*packs : nullptr, dtq, dtk, dtv}
         .run(sched);
   });
   return {dq, dk, dv, dtq, dtk, dtv};
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

@@ -1,19 +1,23 @@
 // Fused Skiparse attention forward on the CPU: one online-softmax (flash) pass per query tile of a
 // sub-sequence over the sub-sequence's key tiles (its video lanes, then the text rows). Tiles are strided views
-// of q, k, v where they live; no padded or permuted copy, no S x S mask.
+// of q, k, v where they live; no padded or permuted copy, no S x S mask. bf16/fp16 on CPUs with the units
+// (native_lowp): Q K^T and P V in the input dtype (brgemm, fp32 accumulation, keys packed once per
+// sub-sequence), P rounded to the input dtype for the P V product as FlashAttention does; softmax statistics fp32.
 #include "attention.h"
-#include "kernels.h"
 
-namespace skiparse::cpu {
+namespace skiparse::cpu::CPU_CAPABILITY {
 namespace {
 
-template <typename A>
+template <typename T, typename A = acc_t<T>>
 struct FwdScratch {
   std::vector<A> q, k, v, s, acc, m, l;
+  std::vector<T> qn, p;  // native bf16/fp16: the query tile and P (leading dim even(kKeyTile))
+  std::vector<char> nan;  // rows that met a NaN score: their output is NaN, as in the reference
   std::vector<int64_t> cols;
-  explicit FwdScratch(int64_t D)
-      : q(kQueryTile * D), k(kKeyTile * D), v(kKeyTile * D), s(kQueryTile * kKeyTile), acc(kQueryTile * D),
-        m(kQueryTile), l(kQueryTile) {}
+  FwdScratch(int64_t D, bool lowp)
+      : q(lowp ? 0 : kQueryTile * D), k(lowp ? 0 : kKeyTile * D), v(lowp ? 0 : kKeyTile * D),
+        s(kQueryTile * kKeyTile), acc(kQueryTile * D), m(kQueryTile), l(kQueryTile),
+        qn(lowp ? kQueryTile * D : 0), p(lowp ? kQueryTile * even(kKeyTile) : 0), nan(kQueryTile) {}
 };
 
 template <typename T>
@@ -22,6 +26,7 @@ struct Forward {
   const Problem& P;
   Operand<T> q, k, v, tq, tk, tv, out, text_out;
   A *lse, *text_parts, *text_lse;  // (B, H, L), (B, k, T, H, D), (B, H, k, T)
+  const KeyPacks<T>* packs;         // native bf16/fp16: every key tile as K^T (form 0) and V (form 1); else null
 
   A* part(int64_t b, int64_t s, int64_t t, int64_t h) const {
     return text_parts + (((b * P.k + s) * P.T + t) * P.H + h) * P.D;
@@ -29,40 +34,72 @@ struct Forward {
 
   // One query tile `qt` of sub-sequence `sub` of (b, h).
   void tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
-            FwdScratch<A>& w) const {
-    const int64_t D = P.D, qn = qt.n;
-    const A* Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
+            FwdScratch<T>& w) const {
+    const int64_t D = P.D, qn = qt.n, ldp = even(kKeyTile);
+    const A* Q = nullptr;
+    if (packs) {
+      gather(qt.text ? tq : q, b, h, qt, D, w.qn.data(), false, qn);
+    } else {
+      Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
+    }
     std::fill(w.m.begin(), w.m.begin() + qn, -kInf<A>);
     std::fill(w.l.begin(), w.l.begin() + qn, A(0));
     std::fill(w.acc.begin(), w.acc.begin() + qn * D, A(0));
+    std::fill(w.nan.begin(), w.nan.begin() + qn, 0);
     A* S = w.s.data();
-    for (const Tile& kt : keys) {
+    for (size_t j = 0; j < keys.size(); ++j) {
+      const Tile& kt = keys[j];
       const int64_t kn = kt.n;
-      const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data());
-      const A* V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data());
-      gemm<A>(false, true, qn, kn, D, A(P.scale), Q, D, K, D, A(0), S, kKeyTile);
+      const A* V = nullptr;
+      if constexpr (kReduced<T>) {
+        if (packs) gemm_packed<T>(qn, kn, D, w.qn.data(), D, packs->get(b, h, sub, j, 0), S, kKeyTile, false);
+      }
+      if (!packs) {
+        const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data());
+        V = stage(kt.text ? tv : v, b, h, kt, D, w.v.data());
+        gemm<A>(false, true, qn, kn, D, A(P.scale), Q, D, K, D, A(0), S, kKeyTile);
+      }
       P.masked_columns(b, kt, w.cols);
       for (int64_t r = 0; r < qn; ++r) {
         A* s = S + r * kKeyTile;
+        if (packs) scale_row(s, kn, A(P.scale));
         for (int64_t c : w.cols) s[c] = -kInf<A>;
-        const A m_new = std::max(w.m[r], row_max(s, kn));
-        if (m_new == -kInf<A>) {  // every key so far is masked: this tile adds nothing
+        const A mx = row_max(s, kn);
+        if (std::isnan(mx)) w.nan[r] = 1;
+        const A m_new = std::max(w.m[r], mx);
+        if (m_new == -kInf<A> || w.nan[r]) {  // every key so far masked (or a NaN row): the tile adds nothing
           std::fill(s, s + kn, A(0));
-          continue;
+        } else {
+          const A alpha = std::exp(w.m[r] - m_new);
+          w.l[r] = w.l[r] * alpha + exp_sub_sum(s, kn, m_new);
+          if (alpha != A(1)) scale_row(w.acc.data() + r * D, D, alpha);
+          w.m[r] = m_new;
         }
-        const A alpha = std::exp(w.m[r] - m_new);
-        w.l[r] = w.l[r] * alpha + exp_sub_sum(s, kn, m_new);
-        if (alpha != A(1)) scale_row(w.acc.data() + r * D, D, alpha);
-        w.m[r] = m_new;
+        if constexpr (kReduced<T>) {
+          if (packs) {
+            T* p = w.p.data() + r * ldp;
+            at::vec::convert(s, p, kn);
+            if (kn % 2) p[kn] = T(0);
+          }
+        }
       }
-      gemm<A>(false, false, qn, D, kn, A(1), S, kKeyTile, V, D, A(1), w.acc.data(), D);
+      if constexpr (kReduced<T>) {
+        if (packs) gemm_packed<T>(qn, D, even(kn), w.p.data(), ldp, packs->get(b, h, sub, j, 1), w.acc.data(), D, true);
+      }
+      if (!packs) gemm<A>(false, false, qn, D, kn, A(1), S, kKeyTile, V, D, A(1), w.acc.data(), D);
     }
-    // Normalise. A row with no unmasked key outputs 0 and gets lse = +inf, so the backward's P is 0.
+    // Normalise. A row with no unmasked key outputs 0 and gets lse = +inf, so the backward's P is 0; a row that
+    // met a NaN score outputs NaN with lse = NaN.
     qt.for_each_row([&](int64_t r, int64_t row) {
       const A l = w.l[r];
       A* o = w.acc.data() + r * D;
-      scale_row(o, D, l > 0 ? A(1) / l : A(0));
-      const A row_lse = l > 0 ? w.m[r] + std::log(l) : kInf<A>;
+      A row_lse = l > 0 ? w.m[r] + std::log(l) : kInf<A>;
+      if (w.nan[r]) {
+        row_lse = std::numeric_limits<A>::quiet_NaN();
+        std::fill(o, o + D, row_lse);
+      } else {
+        scale_row(o, D, l > 0 ? A(1) / l : A(0));
+      }
       if (qt.text) {
         text_lse[((b * P.H + h) * P.k + sub) * P.T + row] = row_lse;
         std::copy(o, o + D, part(b, sub, row, h));
@@ -84,13 +121,13 @@ struct Forward {
     for (int64_t d = 0; d < P.D; ++d) dst[d] = static_cast<T>(sum[d] / A(P.k));
   }
 
-  void run() const {
-    const Schedule sched(P);
-    parallel_items<FwdScratch<A>>(
+  void run(const Schedule& sched) const {
+    parallel_items<FwdScratch<T>>(
         P, [&](int64_t s) { return sched.queries[s].size(); },
-        [&](int64_t b, int64_t h, int64_t s, int64_t i, FwdScratch<A>& w) {
+        [&](int64_t b, int64_t h, int64_t s, int64_t i, FwdScratch<T>& w) {
           tile(b, h, s, sched.queries[s][i], sched.keys[s], w);
-        });
+        },
+        packs != nullptr);
     at::parallel_for(0, P.B * P.T * P.H, 64, [&](int64_t begin, int64_t end) {
       std::vector<A> sum(P.D);
       for (int64_t i = begin; i < end; ++i) text_mean(i / (P.T * P.H), (i / P.H) % P.T, i % P.H, sum.data());
@@ -114,6 +151,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> attention_forward(
   Tensor text_lse = at::empty({P.B, P.H, P.k, P.T}, stats);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "skiparse_attention_forward", [&] {
     using A = acc_t<scalar_t>;
+    using Op = Operand<scalar_t>;
+    const Schedule sched(P);
+    std::optional<KeyPacks<scalar_t>> packs;
+    if (native_lowp<scalar_t>() && P.D % 2 == 0) {
+      const Op ops[2][2] = {{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}};
+      packs.emplace(P, sched, std::vector<Form>{{false, true, true}, {true, false, true}},
+                    [&](bool text, bool value) { return ops[text][value]; });
+    }
     Forward<scalar_t>{P,
                       Operand<scalar_t>(a.q),
                       Operand<scalar_t>(a.k),
@@ -125,10 +170,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> attention_forward(
                       Operand<scalar_t>(text_out),
                       lse.data_ptr<A>(),
                       text_parts.data_ptr<A>(),
-                      text_lse.data_ptr<A>()}
-        .run();
+                      text_lse.data_ptr<A>(),
+                      packs ? &*packs : nullptr}
+        .run(sched);
   });
   return {out, text_out, lse, text_parts, text_lse};
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

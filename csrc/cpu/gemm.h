@@ -1,9 +1,13 @@
-// Row-major GEMM on raw pointers with leading dimensions, for tiles that are strided views of a tensor.
-// Uses the BLAS `sgemm_`/`dgemm_` that libtorch_cpu exports (MKL on x86 wheels: the GEMM of PyTorch's own CPU
-// flash attention); falls back to at::addmm_out on from_blob views where the symbols are absent.
+// GEMMs of the CPU kernels on raw pointers with leading dimensions.
+// - fp32/fp64: the BLAS `sgemm_`/`dgemm_` that libtorch_cpu exports (MKL on x86 wheels: the GEMM of PyTorch's own
+//   CPU flash attention); at::addmm_out on from_blob views where the symbols are absent.
+// - bf16/fp16 in their own dtype with fp32 accumulation: torch's oneDNN brgemm ukernel (AMX tiles), with the B
+//   operand packed once into oneDNN's pair-interleaved (VNNI) layout. Used where cpublas::could_pack says the CPU
+//   (and ONEDNN_MAX_CPU_ISA) allows it; elsewhere the kernels convert tiles to fp32 and use sgemm_.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/native/CPUBlas.h>
 
 #include <type_traits>
 
@@ -45,6 +49,46 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, A alpha, const A* a
   };
   auto out = at::from_blob(c, {M, N}, {ldc, 1}, dtype);
   at::addmm_out(out, out, view(a, M, K, lda, ta), view(b, K, N, ldb, tb), beta, alpha);
+}
+
+template <typename T>
+constexpr bool kReduced = std::is_same_v<T, at::BFloat16> || std::is_same_v<T, at::Half>;
+
+// Whether bf16/fp16 GEMMs of inner dimension multiple of 2 run natively (brgemm on packed B) here.
+template <typename T>
+bool native_lowp() {
+  if constexpr (kReduced<T>) {
+    static const bool ok = at::native::cpublas::could_pack(c10::CppTypeToScalarType<T>::value);
+    return ok;
+  } else {
+    return false;
+  }
+}
+
+// A B operand [K, N] packed for brgemm: oneDNN packs at most 64 columns at a time (leading dim 16..64), so B is
+// stored as ceil(N / 64) column blocks of K x 64. K must be even (VNNI pairs rows); callers pad with a zero row.
+constexpr int64_t kPackCols = 64;
+inline int64_t packed_size(int64_t K, int64_t N) { return K * kPackCols * ((N + kPackCols - 1) / kPackCols); }
+inline int64_t packed_ld(int64_t n) { return (n + 15) / 16 * 16; }
+
+template <typename T>
+void pack_b(int64_t K, int64_t N, const T* b, int64_t ldb, T* out) {
+  const auto dt = c10::CppTypeToScalarType<T>::value;
+  for (int64_t j = 0; j < N; j += kPackCols) {
+    const int64_t n = std::min(kPackCols, N - j);
+    at::native::cpublas::pack(K, n, ldb, packed_ld(n), dt, dt, b + j, out + j * K);
+  }
+}
+
+// C[M, N] (+)= A[M, K] @ B with B packed by pack_b (same K, N); A row-major bf16/fp16, C fp32.
+template <typename T>
+void gemm_packed(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* bp, float* c, int64_t ldc,
+                 bool add) {
+  if (M == 0 || N == 0) return;
+  for (int64_t j = 0; j < N; j += kPackCols) {
+    const int64_t n = std::min(kPackCols, N - j);
+    at::native::cpublas::brgemm(M, n, K, lda, packed_ld(n), ldc, add, a, bp + j * K, c + j, true);
+  }
 }
 
 }  // namespace skiparse::cpu

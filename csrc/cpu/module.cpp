@@ -4,6 +4,7 @@
 
 #include "../skiparse/index.h"
 #include "checks.h"
+#include "dispatch.h"
 #include "gemm.h"
 #include "kernels.h"
 
@@ -18,14 +19,16 @@ std::string required_isa_missing() {
   return "";
 }
 
+// Whether bf16 / fp16 attention GEMMs run in that dtype here (oneDNN brgemm on AMX tiles).
+bool native_lowp(bool half) {
+  return half ? skiparse::cpu::native_lowp<at::Half>() : skiparse::cpu::native_lowp<at::BFloat16>();
+}
+
 std::string build_info() {
-  std::string isa =
-#if defined(__AVX2__)
-      "AVX2";
-#else
-      "generic";
-#endif
-  return isa + ", GEMM: " + (skiparse::cpu::has_blas() ? "BLAS sgemm_/dgemm_" : "at::addmm fallback");
+  auto lowp = [](bool half) { return native_lowp(half) ? "brgemm (AMX)" : "fp32 sgemm_"; };
+  return "kernels " + skiparse::cpu::kernel_isa() +
+         ", GEMM fp32: " + (skiparse::cpu::has_blas() ? "BLAS sgemm_" : "at::addmm fallback") +
+         ", bf16: " + lowp(false) + ", fp16: " + lowp(true);
 }
 
 // (k, Lp/k) natural row per (sub-sequence, position), -1 for padding: the C++ index math, for tests.
@@ -54,5 +57,7 @@ TORCH_LIBRARY_IMPL(skiparse, CPU, m) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("required_isa_missing", &required_isa_missing, "ISA this build needs that the CPU lacks ('' if none)");
   m.def("build_info", &build_info);
+  m.def("kernel_isa", &skiparse::cpu::kernel_isa, "ISA build of the attention kernels in use: AVX512, AVX2, DEFAULT");
+  m.def("native_lowp", &native_lowp, py::arg("half"), "bf16 (half=False) / fp16 GEMMs in that dtype (AMX brgemm)");
   m.def("index_table", &index_table, "(k, Lp/k) natural rows of each sub-sequence, -1 = padding");
 }
