@@ -36,6 +36,7 @@ def check_fa_rule(base, k, group, dtype):
         assert_fa_rule(f"d{name}", g[name], pt_g[name], ref_g[name], dtype)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("k,group", [(1, False), (2, False), (2, True), (3, True), (4, False), (4, True), (8, False)])
 @pytest.mark.parametrize("masks", [False, True])
