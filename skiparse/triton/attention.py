@@ -57,8 +57,9 @@ class _Problem:
                 f"skiparse triton backend: a sequence spans {span:,} elements (rows x row stride); the kernels "
                 "address rows with 32-bit offsets, so it must stay below 2^31 (split the batch or the sequence)"
             )
-        # Bool masks are read as bytes; a missing mask is a never-read stand-in.
-        self.masks = tuple(m.view(torch.uint8) if m is not None else q for m in (text_mask, video_mask))
+        # The kernels index masks as contiguous (B, N) bytes: a sliced, expanded or transposed mask is copied once
+        # (B x N bytes). A missing mask is a never-read stand-in.
+        self.masks = tuple(m.contiguous().view(torch.uint8) if m is not None else q for m in (text_mask, video_mask))
         self.flags = dict(
             HEAD_DIM=self.D, BLOCK_D=max(16, triton.next_power_of_2(self.D)), GROUP=group,
             HAS_TMASK=text_mask is not None, HAS_VMASK=video_mask is not None, PRECISION=_precision(q.dtype),

@@ -9,7 +9,6 @@ what the tensor cores compute (exact bf16 products, fp32 accumulation), so the b
 """
 import importlib.util
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -36,12 +35,7 @@ elif os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
 
 @pytest.fixture
 def triton_kernels():
-    from skiparse.triton.ops import KERNELS
+    from skiparse.triton.ops import registered_for
 
-    lib = torch.library.Library("skiparse", "IMPL")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "overriding a previously registered kernel": that is the point
-        for name, fn in KERNELS.items():
-            lib.impl(name, fn, "CPU", allow_override=True)
-    yield
-    lib._destroy()  # the C++ CPU kernels are back
+    with registered_for("CPU"):  # the C++ CPU kernels are back after the test
+        yield
