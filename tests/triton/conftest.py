@@ -33,6 +33,10 @@ elif os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     interpreter.InterpreterBuilder.create_dot = _create_dot
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "configs: every shipped GPU configuration run under the interpreter")
+
+
 @pytest.fixture
 def triton_kernels():
     from skiparse.triton.ops import registered_for
