@@ -12,7 +12,7 @@ import triton
 from ..index import sub_length
 from .attention_bwd import DELTA_CONFIG, attention_bwd_dkdv, attention_bwd_dq, row_delta_kernel
 from .attention_fwd import attention_fwd
-from . import configs
+from . import configs, reorder
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634
@@ -83,12 +83,19 @@ class _Problem:
 
 def forward(q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, group, scale):
     """``torch.ops.skiparse.attention`` on Triton: ``(out, text_out, lse, text_parts, text_lse)``."""
+    if scale <= 0:  # the kernel folds a positive scale into its running maximum: flip (or zero) the queries instead
+        sign = -1.0 if scale < 0 else 0.0
+        q, text_q = q * sign, None if text_q is None else text_q * sign
     p = _Problem(q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, group, scale)
     B, L, H, D, T = p.B, p.L, p.H, p.D, p.T
     out = q.new_empty((B, L, H, D))
     lse, text_parts, text_lse = p.stats(B, H, L), p.stats(B, sparsity, T, H, D), p.stats(B, H, sparsity, T)
-    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, *p.masks, out, lse, text_parts, text_lse,
-             scale * _LOG2E)
+    text_bytes, video_bytes = p.masks
+    if video_mask is not None:  # the forward reads it in position order, (B, k, SUB): a contiguous run per key tile
+        by_position = reorder.reorder(video_bytes, sparsity, group).view(sparsity, B, p.SUB)
+        video_bytes = by_position.transpose(0, 1).contiguous()
+    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, text_bytes, video_bytes, out, lse, text_parts,
+             text_lse, (abs(scale) or 1.0) * _LOG2E)
     text_out = text_parts.mean(1).to(q.dtype)
     return out, text_out, lse, text_parts, text_lse
 

@@ -163,3 +163,18 @@ def test_nan_inputs_reach_the_outputs(triton_kernels, name, row):
     for o, r in [*zip(outs, ref_outs), *((grads[n], ref_grads[n]) for n in grads)]:
         assert not (o.isnan() & ~r.isnan()).any()
         torch.testing.assert_close(o.double()[~r.isnan()], r[~r.isnan()], atol=5e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [-0.3, 0.0])
+def test_non_positive_scale(triton_kernels, scale):
+    """The forward folds a positive scale into its maximum; other scales flip or zero the queries (same result)."""
+    kw = make_inputs(1, 29, 2, 16, 3, masks=True)
+    out, text_out = attention(kw, 2, True, scale)
+    kw64 = cast(kw, torch.float64)
+    t = [kw64.get(n) for n in NAMES]
+    ref, ref_text = reference.skiparse_attention(*t[:3], 2, True, *t[3:], kw["text_mask"], kw["video_mask"], scale)
+    g = [torch.randn(out.shape), torch.randn(text_out.shape)]
+    grads = torch.autograd.grad([out, text_out], [kw[n] for n in NAMES], g)
+    ref_grads = torch.autograd.grad([ref, ref_text], t, [x.double() for x in g])
+    for o, r in [(out, ref), (text_out, ref_text), *zip(grads, ref_grads)]:
+        torch.testing.assert_close(o.double(), r, atol=5e-5, rtol=1e-4)

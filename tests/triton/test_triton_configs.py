@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.configs,
 
 # (autotuner dict in its module, its kernel, the segment switch in its autotune key, tuned configs)
 KERNELS = {
-    "fwd": (attention_fwd.attention_fwd, attention_fwd.attention_fwd_kernel, "TEXT_QUERIES", attention_fwd.CONFIGS),
+    "fwd": (attention_fwd.attention_fwd, attention_fwd.with_gather(attention_fwd.attention_fwd_kernel), "TEXT_QUERIES",
+            attention_fwd.CONFIGS),
     "dkdv": (attention_bwd.attention_bwd_dkdv, attention_bwd.attention_bwd_dkdv_kernel, "TEXT_KEYS",
              attention_bwd.DKDV_CONFIGS),
     "dq": (attention_bwd.attention_bwd_dq, attention_bwd.attention_bwd_dq_kernel, "TEXT_QUERIES",
