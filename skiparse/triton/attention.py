@@ -90,12 +90,16 @@ def forward(q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, gr
     B, L, H, D, T = p.B, p.L, p.H, p.D, p.T
     out = q.new_empty((B, L, H, D))
     lse, text_parts, text_lse = p.stats(B, H, L), p.stats(B, sparsity, T, H, D), p.stats(B, H, sparsity, T)
-    text_bytes, video_bytes = p.masks
-    if video_mask is not None:  # the forward reads it in position order, (B, k, SUB): a contiguous run per key tile
-        by_position = reorder.reorder(video_bytes, sparsity, group).view(sparsity, B, p.SUB)
-        video_bytes = by_position.transpose(0, 1).contiguous()
-    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, text_bytes, video_bytes, out, lse, text_parts,
-             text_lse, (abs(scale) or 1.0) * _LOG2E)
+    # The forward reads key masks as fp32 score caps (+inf keep, -inf masked), the video mask in position order
+    # (B, k, SUB): a contiguous run per key tile. B x (L + T) x 4 bytes, built once.
+    caps = [None if m is None else torch.where(m, torch.inf, -torch.inf).float().contiguous()
+            for m in (text_mask, video_mask)]
+    if video_mask is not None:
+        by_position = reorder.reorder(caps[1], sparsity, group).view(sparsity, B, p.SUB)
+        caps[1] = by_position.transpose(0, 1).contiguous()
+    caps = [c if c is not None else p.stats(1) for c in caps]
+    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, *caps, out, lse, text_parts, text_lse,
+             (abs(scale) or 1.0) * _LOG2E)
     text_out = text_parts.mean(1).to(q.dtype)
     return out, text_out, lse, text_parts, text_lse
 

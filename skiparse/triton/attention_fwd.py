@@ -11,8 +11,8 @@ the launcher, as the reference does.
 The key loop is kept at the length of a dense flash kernel's (``dense_flash.py``; ``python -m skiparse.triton.aot
 --loop-report`` measures it): the real keys of a sub-sequence are a prefix of its positions and, when ``k``
 divides ``BLOCK_N``, consecutive key tiles are translates of each other by ``BLOCK_N * k`` rows, so full tiles
-advance 32-bit offsets and load without predicates; only the partial last tile is bounded; key masks set scores to
-``-inf`` instead of predicating loads; the scale is folded into the exponent's FFMA.
+advance 32-bit offsets and load without predicates; only the partial last tile is bounded; key masks cap scores at
+``-inf`` (one min per score) instead of predicating loads; the scale is folded into the exponent's FFMA.
 """
 import triton
 import triton.language as tl
@@ -23,13 +23,14 @@ from .index import natural_row, sub_count
 
 
 @triton.jit
-def _attend(acc, m_i, l_i, q, k, v, keep, qk_scale, MASKED: tl.constexpr, PRECISION: tl.constexpr):
+def _attend(acc, m_i, l_i, q, k, v, cap, qk_scale, MASKED: tl.constexpr, PRECISION: tl.constexpr):
     """One key tile of the online softmax, in log2 units; ``qk_scale > 0`` is folded into the exponent (one FFMA
-    per score). Masked keys (``keep`` False, only when ``MASKED``) score ``-inf``; a row with no key yet keeps a
-    ``-inf`` maximum, taken as 0 in the exponents."""
+    per score). When ``MASKED``, scores are capped by ``cap`` per key: ``+inf`` keeps the key, ``-inf`` masks it
+    (one min per score; a masked key's NaN score becomes ``-inf``, a kept one's NaN still ends as NaN). A row with
+    no key yet keeps a ``-inf`` maximum, taken as 0 in the exponents."""
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
     if MASKED:
-        s = tl.where(keep[None, :], s, float("-inf"))
+        s = tl.minimum(s, cap[None, :])
     m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
     if MASKED:
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -49,8 +50,9 @@ def _key_segment(acc, m_i, l_i, q, qk_scale, k_base, v_base, mask_base, sk, sv, 
     """Attend to the ``n_keys`` keys of one segment. Key ``j`` of a full tile starting at ``start`` is row
     ``start / BLOCK_N * row_step + rows0[j]``, so full tiles advance their pointers and load unpredicated; only
     the partial last tile is bounded. ``GATHER`` (group-skip with ``BLOCK_N % k != 0``, where tiles are not
-    translates of each other) recomputes each tile's rows instead. The key mask is read in position order
-    (``mask_base[pos]``: contiguous bytes) and acts on the scores, never on the K/V loads."""
+    translates of each other) recomputes each tile's rows instead. The key mask is read in position order as
+    score caps (``mask_base[pos]``: contiguous fp32, ``+inf`` keep, ``-inf`` masked) and acts on the scores,
+    never on the K/V loads."""
     # 32-bit element offsets, carried from tile to tile (half the registers of carried 64-bit pointers).
     k_off = rows0[:, None] * sk + offs_d[None, :]
     v_off = rows0[:, None] * sv + offs_d[None, :]
@@ -62,8 +64,8 @@ def _key_segment(acc, m_i, l_i, q, qk_scale, k_base, v_base, mask_base, sk, sv, 
             v_off = rows[:, None] * sv + offs_d[None, :]
         k = load_tile(k_base + k_off, offs_n, offs_d, HEAD_DIM, BLOCK_D, False)
         v = load_tile(v_base + v_off, offs_n, offs_d, HEAD_DIM, BLOCK_D, False)
-        keep = tl.load(mask_base + start + offs_n) != 0 if HAS_MASK else None
-        acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, keep, qk_scale, HAS_MASK, PRECISION)
+        cap = tl.load(mask_base + start + offs_n) if HAS_MASK else None
+        acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, cap, qk_scale, HAS_MASK, PRECISION)
         if not GATHER:
             k_off += row_step * sk
             v_off += row_step * sv
@@ -78,14 +80,17 @@ def _key_segment(acc, m_i, l_i, q, qk_scale, k_base, v_base, mask_base, sk, sv, 
         real = offs_n < n_keys - start
         k = load_tile(k_ptrs, real, offs_d, HEAD_DIM, BLOCK_D, True)
         v = load_tile(v_ptrs, real, offs_d, HEAD_DIM, BLOCK_D, True)
-        keep = real & (tl.load(mask_base + start + offs_n, mask=real, other=0) != 0) if HAS_MASK else real
-        acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, keep, qk_scale, True, PRECISION)
+        if HAS_MASK:
+            cap = tl.load(mask_base + start + offs_n, mask=real, other=float("-inf"))
+        else:
+            cap = tl.where(real, float("inf"), float("-inf"))
+        acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, cap, qk_scale, True, PRECISION)
     return acc, m_i, l_i
 
 
 @triton.jit
 def attention_fwd_kernel(
-    Q, K, V, TQ, TK, TV, TMASK, VMASK,  # inputs; TMASK (B, T), VMASK (B, k, SUB) in position order, uint8
+    Q, K, V, TQ, TK, TV, TMASK, VMASK,  # inputs; key masks as fp32 score caps: TMASK (B, T), VMASK (B, k, SUB)
     O, LSE, TPARTS, TLSE,  # outputs: (B, L, H, D), (B, H, L), (B, k, T, H, D), (B, H, k, T), all contiguous
     qk_scale,  # softmax scale * log2(e), > 0
     L, T, SUB, sparsity, H,
@@ -158,7 +163,7 @@ attention_fwd = {
 
 def aot_specs() -> list[configs.KernelSpec]:
     sig = configs.signature(attention_fwd_kernel, "bf16", data=("Q", "K", "V", "TQ", "TK", "TV", "O"),
-                            fp32=("LSE", "TPARTS", "TLSE"), u8=("TMASK", "VMASK"), floats=("qk_scale",))
+                            fp32=("LSE", "TPARTS", "TLSE", "TMASK", "VMASK"), floats=("qk_scale",))
     return [
         configs.KernelSpec(f"attention_fwd d{d} {'text' if text else 'video'}-q", attention_fwd_kernel, sig,
                            configs.attention_aot_flags(d, TEXT_QUERIES=text, GATHER=False),
