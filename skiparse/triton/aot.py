@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = _run(loop_one, tasks, args.jobs)
         table, ok = loop_report(rows)
         print(table)
+        print(f"loop targets: {'MET' if ok else 'NOT MET'}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)

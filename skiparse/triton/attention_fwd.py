@@ -143,7 +143,7 @@ CONFIGS = {
     80: {64: [configs.cfg(8, 3, BLOCK_M=128, BLOCK_N=64), configs.cfg(8, 2, BLOCK_M=128, BLOCK_N=32),
               configs.cfg(8, 2, BLOCK_M=64, BLOCK_N=64)],
          128: [configs.cfg(8, 2, BLOCK_M=128, BLOCK_N=32), configs.cfg(8, 2, BLOCK_M=64, BLOCK_N=64),
-               configs.cfg(4, 3, BLOCK_M=64, BLOCK_N=32)]},
+               configs.cfg(4, 2, BLOCK_M=64, BLOCK_N=32)]},
     90: {64: [configs.cfg(8, 2, BLOCK_M=128, BLOCK_N=128), configs.cfg(8, 3, BLOCK_M=128, BLOCK_N=64),
               configs.cfg(4, 2, BLOCK_M=64, BLOCK_N=64)],
          128: [configs.cfg(8, 3, BLOCK_M=128, BLOCK_N=64), configs.cfg(8, 2, BLOCK_M=128, BLOCK_N=32),

@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 if importlib.util.find_spec("triton") is None:  # the triton extra is not installed: nothing here can run
     collect_ignore_glob = ["test_*.py"]
