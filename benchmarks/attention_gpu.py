@@ -38,6 +38,9 @@ def plan(cases, flops, dense_flops, shape: str) -> None:
         print(f"{pat:<8}{k:>3}{fl / 1e12:>11.2f}{fl * 3.5 / 1e12:>15.2f}{dense_flops / fl:>9.2f}")
     print(f"# targets: fwd >= {TARGET_EFFICIENCY:.0%} of the same kernel's dense TFLOP/s at every k <= 8; "
           f"fwd >= {TARGET_VS_UPSTREAM}x over upstream at k = 4 and 8 (backward counted as 2.5x forward)")
+    calls = 2 * (2 + 2 * len(cases))  # per mode: dense SDPA, ours at k = 1, then ours and upstream per case
+    print(f"# run: {calls} do_bench calls (fwd and fwd+bwd; each ~25 ms warm-up + 100 ms of runs, at least one run) "
+          "after autotuning each kernel over its 1-3 configs per shape; estimated a few minutes on one H100 (not run)")
 
 
 def _closure(fn, backward: bool):

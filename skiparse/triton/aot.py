@@ -5,12 +5,21 @@ resources. Prints one row per (kernel, target, config): registers per thread, sp
 memory per program and local memory (stack frame) per thread. Exits 1 if a configuration fails to compile, spills,
 or needs more shared memory than the target has.
 
-    python -m skiparse.triton.aot [--arch 80 90] [--filter fwd] [--jobs 2] [--json out.json]
+    python -m skiparse.triton.aot [--arch 80 90] [--filter fwd] [--jobs 2] [--json out.json] [--dump DIR]
+    python -m skiparse.triton.aot --loop-report [--arch 80 90] [--head-dim 64 128]
+
+``--dump DIR`` also writes each compilation's cubin and ``DIR/index.json`` (one object per cubin: kernel, arch,
+head_dim, dtype, group, masks, text_queries / text_keys, BLOCK_M, BLOCK_N, num_warps, num_stages, cubin,
+registers, spill_bytes, shared_bytes). ``--loop-report`` prints the length of the forward's main loop in SASS
+instructions per key tile, for each pattern with and without key masks, next to the dense flash-attention kernel
+of ``dense_flash.py`` compiled with the same config (see ``sass_loops.py``), and exits 1 on a compile failure or a
+spill; rows over their target are flagged.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -40,39 +49,127 @@ def _ptxas_numbers(log: str) -> dict[str, int]:
     }
 
 
-def compile_one(task: tuple[int, int, int]) -> dict:
-    """Compile spec ``task[0]`` for arch ``task[1]`` with its config ``task[2]``; the row of the report."""
+def _compile(spec: configs.KernelSpec, arch: int, config, overrides: dict | None = None):
+    """``(compiled kernel, ptxas log)`` of ``spec`` with ``config`` (and constexpr ``overrides``) for ``sm_<arch>``."""
     import triton
     from triton import knobs
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    # Pointers are 16-byte aligned and the aligned integers multiples of 16, as the JIT specializes them at launch.
+    attrs = {(i,): [["tt.divisibility", 16]] for i, (name, kind) in enumerate(spec.signature.items())
+             if kind.startswith("*") or name in spec.aligned}
+    src = ASTSource(spec.fn, spec.signature, {**spec.constexprs, **(overrides or {}), **config.kwargs}, attrs)
+    log = io.StringIO()
+    knobs.nvidia.dump_ptxas_log = True  # ptxas -v output is printed, not returned
+    with contextlib.redirect_stdout(log):
+        compiled = triton.compile(
+            src, target=GPUTarget("cuda", arch, 32),
+            options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+        )
+    return compiled, log.getvalue()
+
+
+def compile_one(task: tuple[int, int, int], dump: str | None = None) -> dict:
+    """Compile spec ``task[0]`` for arch ``task[1]`` with its config ``task[2]``; the row of the report. With
+    ``dump``, the cubin is written there and the row carries the fields of ``index.json``."""
     index, arch, ci = task
     spec = all_specs()[index]
     config = spec.configs[arch][ci]
     row = {"kernel": spec.name, "arch": f"sm_{arch}", "config": _describe(config)}
-    # Pointers are 16-byte aligned and the aligned integers multiples of 16, as the JIT specializes them at launch.
-    attrs = {(i,): [["tt.divisibility", 16]] for i, (name, kind) in enumerate(spec.signature.items())
-             if kind.startswith("*") or name in spec.aligned}
-    src = ASTSource(spec.fn, spec.signature, {**spec.constexprs, **config.kwargs}, attrs)
-    log = io.StringIO()
     try:
-        knobs.nvidia.dump_ptxas_log = True  # ptxas -v output is printed, not returned
-        with contextlib.redirect_stdout(log):
-            compiled = triton.compile(
-                src, target=GPUTarget("cuda", arch, 32),
-                options={"num_warps": config.num_warps, "num_stages": config.num_stages},
-            )
+        compiled, log = _compile(spec, arch, config)
     except Exception as e:  # noqa: BLE001  (every failure is a row of the report)
         return {**row, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
-    row.update(_ptxas_numbers(log.getvalue()), shared_bytes=compiled.metadata.shared)
+    row.update(_ptxas_numbers(log), shared_bytes=compiled.metadata.shared)
     problems = []
     if row["spill_bytes"]:
         problems.append("spills registers")
     if row["shared_bytes"] > configs.SHARED_LIMIT[arch]:
         problems.append(f"shared memory over the {configs.SHARED_LIMIT[arch]} B limit")
     row["error"] = "; ".join(problems)
+    if dump:
+        row.update(_index_fields(spec, arch, config))
+        with open(os.path.join(dump, row["cubin"]), "wb") as f:
+            f.write(compiled.asm["cubin"])
     return row
+
+
+def _index_fields(spec: configs.KernelSpec, arch: int, config) -> dict:
+    """What a cubin was compiled for, as ``--dump`` lists it in ``index.json``."""
+    c = {**spec.constexprs, **config.kwargs}
+    dtype = next(kind[1:] for kind in spec.signature.values() if kind.startswith("*"))
+    masks = [name for name, flag in (("text", "HAS_TMASK"), ("video", "HAS_VMASK")) if c.get(flag)]
+    name = re.sub(r"[^A-Za-z0-9]+", "_", f"{spec.name} sm{arch} {_describe(config)}").strip("_")
+    return {
+        "arch": arch, "head_dim": c.get("HEAD_DIM"), "dtype": dtype, "group": c.get("GROUP"), "masks": masks,
+        "text_queries": c.get("TEXT_QUERIES"), "text_keys": c.get("TEXT_KEYS"),
+        "BLOCK_M": c.get("BLOCK_M"), "BLOCK_N": c.get("BLOCK_N"), "num_warps": config.num_warps,
+        "num_stages": config.num_stages, "cubin": f"{name}.cubin",
+    }
+
+
+# --loop-report: the forward's main loop per pattern and masks, next to the dense baseline with the same config.
+LOOP_VARIANTS = {
+    "dense": {},
+    "single": dict(GROUP=False, HAS_TMASK=False, HAS_VMASK=False),
+    "group": dict(GROUP=True, HAS_TMASK=False, HAS_VMASK=False),
+    "single+masks": dict(GROUP=False, HAS_TMASK=True, HAS_VMASK=True),
+    "group+masks": dict(GROUP=True, HAS_TMASK=True, HAS_VMASK=True),
+}
+LOOP_TARGETS = {"single": 1.10, "group": 1.10, "single+masks": 1.25, "group+masks": 1.25}  # x dense, at most
+
+
+def _forward_spec(head_dim: int) -> configs.KernelSpec:
+    from . import attention_fwd
+
+    return next(s for s in attention_fwd.aot_specs() if s.name == f"attention_fwd d{head_dim} video-q")
+
+
+def loop_one(task: tuple[str, int, int, int]) -> dict:
+    """Main-loop length of variant ``task[0]`` of the forward (or the dense baseline) for arch ``task[1]``, head
+    dim ``task[2]``, forward config ``task[3]``."""
+    from . import dense_flash, sass_loops
+
+    variant, arch, head_dim, ci = task
+    fwd = _forward_spec(head_dim)
+    spec = dense_flash.aot_spec(head_dim, fwd.configs) if variant == "dense" else fwd
+    config = fwd.configs[arch][ci]
+    row = {"variant": variant, "arch": arch, "head_dim": head_dim, "config": _describe(config)}
+    try:
+        compiled, log = _compile(spec, arch, config, LOOP_VARIANTS[variant])
+        loop = sass_loops.main_loop(sass_loops.disassemble(compiled.asm["cubin"]))
+    except Exception as e:  # noqa: BLE001  (a row of the report)
+        return {**row, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
+    return {**row, **_ptxas_numbers(log), "instructions": loop.instructions, "mma": loop.mma, "error": ""}
+
+
+def loop_report(rows: list[dict]) -> tuple[str, bool]:
+    """The table of main-loop lengths (instructions per key tile, and x dense) and whether every row compiled
+    without spilling and met its target."""
+    cells = {(r["arch"], r["head_dim"], r["config"], r["variant"]): r for r in rows}
+    names = list(LOOP_VARIANTS)
+    lines = [f"{'target':<6} {'D':>3} {'config':<26} " + " ".join(f"{n:>18}" for n in names)]
+    ok = True
+    for arch, d, config in dict.fromkeys(key[:3] for key in cells):
+        dense = cells[(arch, d, config, "dense")].get("instructions")
+        out = []
+        for n in names:
+            r = cells[(arch, d, config, n)]
+            if r["error"] or r.get("spill_bytes"):
+                out.append(f"{'FAIL' if r['error'] else 'SPILLS':>18}")
+                ok = False
+                continue
+            ratio = r["instructions"] / dense if dense else float("nan")
+            met = n not in LOOP_TARGETS or ratio <= LOOP_TARGETS[n]
+            ok &= met
+            out.append(f"{r['instructions']:>6} {ratio:5.2f}x{'' if met else ' (!)':>4}" if n != "dense"
+                       else f"{r['instructions']:>18}")
+        lines.append(f"sm_{arch:<3} {d:>3} {config:<26} " + " ".join(out))
+    targets = ", ".join(f"{n} <= {t:.2f}x" for n, t in LOOP_TARGETS.items())
+    lines.append(f"\nSASS instructions per key tile in the main loop (x the dense kernel); targets: {targets}; "
+                 "(!) = over target")
+    return "\n".join(lines), ok
 
 
 def _describe(config) -> str:
@@ -86,18 +183,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filter", default="", help="only kernels whose name contains this")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--dump", metavar="DIR", default=None,
+                        help="write DIR/<name>.cubin per compilation and DIR/index.json describing them")
+    parser.add_argument("--loop-report", action="store_true",
+                        help="instead: the forward's main-loop SASS length per key tile next to a dense flash kernel")
+    parser.add_argument("--head-dim", type=int, nargs="+", default=[128], choices=configs.AOT_HEAD_DIMS,
+                        help="head dims of --loop-report (default 128)")
     args = parser.parse_args(argv)
     if configs.interpreting():
         parser.error("TRITON_INTERPRET is set: the interpreter compiles nothing; unset it to compile for the GPUs")
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated to silence its warning
+    if args.loop_report:
+        tasks = [(n, arch, d, c) for arch in args.arch for d in args.head_dim
+                 for c in range(len(_forward_spec(d).configs[arch])) for n in LOOP_VARIANTS]
+        rows = _run(loop_one, tasks, args.jobs)
+        table, ok = loop_report(rows)
+        print(table)
+        print(f"loop targets: {'MET' if ok else 'NOT MET'}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return 0 if all(not r["error"] and not r.get("spill_bytes") for r in rows) else 1
 
     specs = all_specs()
     tasks = [(i, arch, c) for i, s in enumerate(specs) if args.filter in s.name
              for arch in args.arch for c in range(len(s.configs[arch]))]
-    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated to silence its warning
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["TRITON_CACHE_DIR"] = cache  # a cold cache, so that ptxas runs and reports every kernel
-        with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-            rows = list(pool.map(compile_one, tasks))
+    if args.dump:
+        os.makedirs(args.dump, exist_ok=True)
+    rows = _run(functools.partial(compile_one, dump=args.dump), tasks, args.jobs)
 
     header = f"{'kernel':<34} {'target':<6} {'config':<34} {'regs':>4} {'spill B':>7} {'shared B':>8} {'local B':>7}"
     print(header)
@@ -113,7 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    if args.dump:
+        with open(os.path.join(args.dump, "index.json"), "w") as f:
+            json.dump([r for r in rows if "cubin" in r], f, indent=1)
     return 1 if failed or not rows else 0
+
+
+def _run(fn, tasks: list, jobs: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TRITON_CACHE_DIR"] = cache  # a cold cache, so that ptxas runs and reports every kernel
+        with ProcessPoolExecutor(max(1, jobs)) as pool:
+            return list(pool.map(fn, tasks))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import triton
 from ..index import sub_length
 from .attention_bwd import DELTA_CONFIG, attention_bwd_dkdv, attention_bwd_dq, row_delta_kernel
 from .attention_fwd import attention_fwd
-from . import configs
+from . import configs, reorder
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634
@@ -57,8 +57,9 @@ class _Problem:
                 f"skiparse triton backend: a sequence spans {span:,} elements (rows x row stride); the kernels "
                 "address rows with 32-bit offsets, so it must stay below 2^31 (split the batch or the sequence)"
             )
-        # Bool masks are read as bytes; a missing mask is a never-read stand-in.
-        self.masks = tuple(m.view(torch.uint8) if m is not None else q for m in (text_mask, video_mask))
+        # The kernels index masks as contiguous (B, N) bytes: a sliced, expanded or transposed mask is copied once
+        # (B x N bytes). A missing mask is a never-read stand-in.
+        self.masks = tuple(m.contiguous().view(torch.uint8) if m is not None else q for m in (text_mask, video_mask))
         self.flags = dict(
             HEAD_DIM=self.D, BLOCK_D=max(16, triton.next_power_of_2(self.D)), GROUP=group,
             HAS_TMASK=text_mask is not None, HAS_VMASK=video_mask is not None, PRECISION=_precision(q.dtype),
@@ -82,12 +83,23 @@ class _Problem:
 
 def forward(q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, group, scale):
     """``torch.ops.skiparse.attention`` on Triton: ``(out, text_out, lse, text_parts, text_lse)``."""
+    if scale <= 0:  # the kernel folds a positive scale into its running maximum: flip (or zero) the queries instead
+        sign = -1.0 if scale < 0 else 0.0
+        q, text_q = q * sign, None if text_q is None else text_q * sign
     p = _Problem(q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, group, scale)
     B, L, H, D, T = p.B, p.L, p.H, p.D, p.T
     out = q.new_empty((B, L, H, D))
     lse, text_parts, text_lse = p.stats(B, H, L), p.stats(B, sparsity, T, H, D), p.stats(B, H, sparsity, T)
-    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, *p.masks, out, lse, text_parts, text_lse,
-             scale * _LOG2E)
+    # The forward reads key masks as fp32 score caps (+inf keep, -inf masked), the video mask in position order
+    # (B, k, SUB): a contiguous run per key tile. B x (L + T) x 4 bytes, built once.
+    caps = [None if m is None else torch.where(m, torch.inf, -torch.inf).float().contiguous()
+            for m in (text_mask, video_mask)]
+    if video_mask is not None:
+        by_position = reorder.reorder(caps[1], sparsity, group).view(sparsity, B, p.SUB)
+        caps[1] = by_position.transpose(0, 1).contiguous()
+    caps = [c if c is not None else p.stats(1) for c in caps]
+    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, *caps, out, lse, text_parts, text_lse,
+             (abs(scale) or 1.0) * _LOG2E)
     text_out = text_parts.mean(1).to(q.dtype)
     return out, text_out, lse, text_parts, text_lse
 

@@ -36,6 +36,18 @@ def load_rows(base, rows, stride_row, valid, offs_d, HEAD_DIM: tl.constexpr):
 
 
 @triton.jit
+def load_tile(ptrs, rows_ok, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS_MASKED: tl.constexpr):
+    """Load a ``(rows, BLOCK_D)`` tile from its pointers: predicated only on ``rows_ok`` (when ``ROWS_MASKED``) and
+    on the head dim (when ``BLOCK_D`` pads it); a full tile at a power-of-two head dim is a plain load."""
+    if ROWS_MASKED:
+        return tl.load(ptrs, mask=rows_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+    elif BLOCK_D == HEAD_DIM:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
+
+
+@triton.jit
 def store_rows(base, rows, stride_row, valid, offs_d, x, HEAD_DIM: tl.constexpr):
     ptrs = base + rows[:, None] * stride_row + offs_d[None, :]
     tl.store(ptrs, x.to(base.dtype.element_ty), mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM))

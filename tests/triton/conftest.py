@@ -9,11 +9,9 @@ what the tensor cores compute (exact bf16 products, fp32 accumulation), so the b
 """
 import importlib.util
 import os
-import warnings
 
 import numpy as np
 import pytest
-import torch
 
 if importlib.util.find_spec("triton") is None:  # the triton extra is not installed: nothing here can run
     collect_ignore_glob = ["test_*.py"]
@@ -34,14 +32,13 @@ elif os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     interpreter.InterpreterBuilder.create_dot = _create_dot
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "configs: every shipped GPU configuration run under the interpreter")
+
+
 @pytest.fixture
 def triton_kernels():
-    from skiparse.triton.ops import KERNELS
+    from skiparse.triton.ops import registered_for
 
-    lib = torch.library.Library("skiparse", "IMPL")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "overriding a previously registered kernel": that is the point
-        for name, fn in KERNELS.items():
-            lib.impl(name, fn, "CPU", allow_override=True)
-    yield
-    lib._destroy()  # the C++ CPU kernels are back
+    with registered_for("CPU"):  # the C++ CPU kernels are back after the test
+        yield

@@ -1,4 +1,5 @@
 """``python -m skiparse.triton.aot``: real compilations for sm_80 / sm_90 (no GPU needed), and its verdicts."""
+import json
 import os
 import subprocess
 import sys
@@ -52,3 +53,65 @@ def test_refuses_to_run_under_the_interpreter():
     r = subprocess.run([sys.executable, "-m", "skiparse.triton.aot"], capture_output=True, text=True,
                        env={**os.environ, "TRITON_INTERPRET": "1"})
     assert r.returncode == 2 and "TRITON_INTERPRET is set" in r.stderr
+
+
+def test_dump_writes_cubins_and_their_index(tmp_path):
+    r = run_aot("--filter", "row_delta d64", "--dump", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert {e["arch"] for e in index} == {80, 90} and len(index) == 2
+    for e in index:
+        assert e["kernel"] == "row_delta d64" and e["head_dim"] == 64 and e["dtype"] == "bf16"
+        assert {"group", "masks", "text_queries", "BLOCK_N", "num_stages"} <= set(e)
+        assert e["BLOCK_M"] == 64 and e["num_warps"] == 8 and e["spill_bytes"] == 0 and e["registers"] > 0
+        assert (tmp_path / e["cubin"]).read_bytes()[:4] == b"\x7fELF"
+
+
+def test_dump_describes_attention_kernels():
+    from skiparse.triton import configs
+
+    spec = configs.KernelSpec("attention_fwd d128 text-q", None, {"Q": "*bf16", "L": "i32"},
+                              configs.attention_aot_flags(128, TEXT_QUERIES=True), {})
+    fields = aot._index_fields(spec, 90, configs.cfg(8, 3, BLOCK_M=128, BLOCK_N=64))
+    assert fields["head_dim"] == 128 and fields["group"] is True and fields["text_queries"] is True
+    assert fields["masks"] == ["text", "video"] and (fields["BLOCK_M"], fields["BLOCK_N"]) == (128, 64)
+    assert fields["cubin"] == "attention_fwd_d128_text_q_sm90_BLOCK_M_128_BLOCK_N_64_w8_s3.cubin"
+
+
+SASS = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_1:
+        /*0010*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;
+        /*0020*/              @!P0 BRA `(.L_x_0) ;
+        /*0030*/                   FFMA R2, R3, R4, R5 ;
+.L_x_0:
+        /*0040*/              @P1 BRA `(.L_x_1) ;
+        /*0050*/                   BRA `(.L_x_2) ;
+.L_x_3:
+        /*0060*/                   FADD R2, R3, R4 ;
+        /*0070*/              @P2 BRA `(.L_x_3) ;
+.L_x_2:
+        /*0080*/                   EXIT ;
+"""
+
+
+def test_sass_loops_are_found_by_their_backward_branch():
+    from skiparse.triton import sass_loops
+
+    assert sass_loops.loops(SASS) == [sass_loops.Loop(1, 4, 1), sass_loops.Loop(6, 2, 0)]
+    assert sass_loops.main_loop(SASS) == sass_loops.Loop(1, 4, 1)
+
+
+def test_loop_report_compares_with_the_dense_kernel():
+    code = (
+        "from skiparse.triton import aot\n"
+        "rows = [aot.loop_one((n, 80, 64, 0)) for n in ('dense', 'single')]\n"
+        "print(rows)\n"
+        "assert all(r['instructions'] > 50 and r['mma'] > 0 and r['spill_bytes'] == 0 for r in rows), rows\n"
+        "rows += [dict(rows[1], variant=v) for v in ('group', 'single+masks', 'group+masks')]\n"
+        "table, ok = aot.loop_report(rows)\n"
+        "print(table)\n"
+        "assert 'sm_80   64 BLOCK_M=128 BLOCK_N=64 w8 s3' in table\n"
+    )
+    r = run_aot(code=code)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -140,3 +140,41 @@ def test_too_long_sequence_is_refused_before_launch():
     q = torch.empty(1, 2**20, 24, 128, device="meta", dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="must stay below 2\\^31"):
         attention_launchers.forward(q, q, q, None, None, None, None, None, 4, False, 0.1)
+
+
+@pytest.mark.parametrize("name,row", [("q", 5), ("k", 8), ("v", 8), ("text_q", 3), ("text_k", 2), ("text_v", 1)])
+def test_nan_inputs_reach_the_outputs(triton_kernels, name, row):
+    """A NaN in an attended input row is not hidden. The outputs it reaches are NaN (the poisoned query's row; with a
+    poisoned key or value, every output that attends to it); the fp64 reference (SDPA) is NaN there too, and
+    spreads further (its NaN set contains ours); every other value matches it. A masked key's NaN drops out."""
+    kw = make_inputs(1, 37, 1, 16, 4, masks=True)
+    kw["video_mask"][0, 8] = kw["text_mask"][0, 1:3] = True  # the poisoned keys are attended to
+    kw["video_mask"][0, 20] = False
+    with torch.no_grad():
+        kw[name][0, row, 0, 3] = float("nan")
+        kw["k"][0, 20, 0, 0] = float("nan")  # masked: no effect
+    outs, grads = outputs_and_grads(attention, kw, 2, True)
+    ref_outs, ref_grads = outputs_and_grads(reference_attention, cast(kw, torch.float64), 2, True)
+    out, text_out = outs
+    hit = {"q": lambda: out[0, row].isnan().all(), "text_q": lambda: text_out[0, row].isnan().all(),
+           "k": lambda: out.isnan().all(dim=-1).any(), "text_k": lambda: text_out.isnan().all(),
+           "v": lambda: out[..., 3].isnan().any(), "text_v": lambda: text_out[..., 3].isnan().all()}
+    assert hit[name]()
+    for o, r in [*zip(outs, ref_outs), *((grads[n], ref_grads[n]) for n in grads)]:
+        assert not (o.isnan() & ~r.isnan()).any()
+        torch.testing.assert_close(o.double()[~r.isnan()], r[~r.isnan()], atol=5e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [-0.3, 0.0])
+def test_non_positive_scale(triton_kernels, scale):
+    """The forward folds a positive scale into its maximum; other scales flip or zero the queries (same result)."""
+    kw = make_inputs(1, 29, 2, 16, 3, masks=True)
+    out, text_out = attention(kw, 2, True, scale)
+    kw64 = cast(kw, torch.float64)
+    t = [kw64.get(n) for n in NAMES]
+    ref, ref_text = reference.skiparse_attention(*t[:3], 2, True, *t[3:], kw["text_mask"], kw["video_mask"], scale)
+    g = [torch.randn(out.shape), torch.randn(text_out.shape)]
+    grads = torch.autograd.grad([out, text_out], [kw[n] for n in NAMES], g)
+    ref_grads = torch.autograd.grad([ref, ref_text], t, [x.double() for x in g])
+    for o, r in [(out, ref), (text_out, ref_text), *zip(grads, ref_grads)]:
+        torch.testing.assert_close(o.double(), r, atol=5e-5, rtol=1e-4)
