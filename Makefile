@@ -17,7 +17,8 @@ bench: install
 
 test: install
 	$(PY) -m skiparse.info
-	$(PY) -m skiparse.triton.aot
+	$(PY) -m skiparse.triton.aot --jobs 2
+	$(PY) -m skiparse.triton.aot --loop-report --jobs 2
 	$(CAPPED) $(PY) -m pytest tests -q -m numerics
 	$(PY) -m pytest tests -q
 

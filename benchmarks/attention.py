@@ -5,6 +5,7 @@
     python benchmarks/attention.py --dtype fp32    # CPU default: bf16 where the CPU has AMX or AVX512-BF16
     python benchmarks/attention.py --sweep         # time vs tokens, 33..241 frames at 576x1024, log-log plot
     python benchmarks/attention.py --device cuda   # on a GPU: the Triton path, 24 heads x 128, bf16, do_bench
+    python benchmarks/attention.py --device cuda --quick   # k = 1, 4, 8 only: the first run on any GPU
                                                    # (benchmarks/attention_gpu.py; --dry-run works without one)
 
 For each pattern (single, group), sparsity k and mode (fwd, fwd+bwd) it times, side by side in one run and
@@ -44,9 +45,11 @@ FWD_BWD_FLOP_FACTOR = 3.5  # 2 GEMMs forward + 5 backward (flash recomputation),
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 SWEEP_FRAMES = (33, 65, 121, 241)  # 576x1024 video: (frames - 1) / 8 + 1 latent frames of 36x64 tokens
+QUICK_KS = (1, 4, 8)  # --quick: dense through the same kernel and the two sparsities the targets name
 
 
 # ------------------------------------------------------------------------------------------------ CPU peak
+
 def cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
@@ -330,7 +333,11 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=2, help="timed runs per case; the median is reported")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     p.add_argument("--dry-run", action="store_true", help="print the plan (shapes, FLOPs, ideal speedups) and exit")
+    p.add_argument("--quick", action="store_true",
+                   help="only the cases the targets name, k = 1, 4, 8 (on one H100 well within 10 minutes)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.ks = list(QUICK_KS)
     if args.device.startswith("npu"):  # Ascend: benchmarks/attention_npu.py (--dry-run needs no NPU)
         import attention_npu
 
@@ -449,7 +456,7 @@ def gpu_main(args, device, dtype, shape, cases, dense_flops) -> int:
         return attention_flops(L, T, k, pattern == "group", B, H, D)
 
     if args.dry_run:
-        attention_gpu.plan(cases, flops, dense_flops, shape)
+        attention_gpu.plan(cases, flops, dense_flops, shape, FWD_BWD_FLOP_FACTOR)
         return 0
     print(f"# {machine_line(device)}", flush=True)
     modes = [s.strip() for s in args.modes.split(",")]

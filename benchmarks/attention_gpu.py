@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import skiparse
+from flop_table import print_flop_table
 
 # Datasheet dense bf16 tensor-core peaks, TFLOP/s (no sparsity).
 PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "A800": 312.0}
@@ -27,15 +28,12 @@ def datasheet_peak(name: str, override: float | None) -> float | None:
     return None
 
 
-def plan(cases, flops, dense_flops, shape: str) -> None:
+def plan(cases, flops, dense_flops, shape: str, factor: float) -> None:
     """What the GPU run measures: shapes, FLOPs, the FLOP-ideal speedups, the candidates and the targets."""
     print(f"# GPU plan: {shape}; times are do_bench medians with the L2 flushed")
     print("# candidates: skiparse (triton backend), upstream (pad + rearrange + SDPA), dense SDPA on the joint "
           "sequence, and skiparse k=1 (the same kernel dense)")
-    print(f"{'pattern':<8}{'k':>3}{'TFLOP fwd':>11}{'TFLOP fwd+bwd':>15}{'ideal x':>9}")
-    for pat, k in cases:
-        fl = flops(pat, k)
-        print(f"{pat:<8}{k:>3}{fl / 1e12:>11.2f}{fl * 3.5 / 1e12:>15.2f}{dense_flops / fl:>9.2f}")
+    print_flop_table(cases, flops, dense_flops, factor)
     print(f"# targets: fwd >= {TARGET_EFFICIENCY:.0%} of the same kernel's dense TFLOP/s at every k <= 8; "
           f"fwd >= {TARGET_VS_UPSTREAM}x over upstream at k = 4 and 8 (backward counted as 2.5x forward)")
     calls = 2 * (2 + 2 * len(cases))  # per mode: dense SDPA, ours at k = 1, then ours and upstream per case

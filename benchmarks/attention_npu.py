@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import skiparse
+from flop_table import print_flop_table
 
 # (k, layers) of the released SUV: sparse_n [1, 2, 4, 8, 4, 2, 1] over num_layers [2, 4, 6, 8, 6, 4, 2]; inside a
 # stage with k > 1 the blocks alternate single- and group-skip (every such stage has an even layer count).
@@ -44,10 +45,7 @@ def plan(cases, flops, dense_flops, shape: str, factor: float) -> None:
     print(f"# NPU plan: {shape}; median of interleaved runs on the NPU's event timer (torch.npu.Event)")
     print("# candidates: skiparse (npu backend: AscendC reorder + npu_fusion_attention), dense npu_fusion_attention "
           "(BSND) on the joint [video | text] sequence")
-    print(f"{'pattern':<8}{'k':>3}{'TFLOP fwd':>11}{'TFLOP fwd+bwd':>15}{'ideal x':>9}")
-    for pat, k in cases:
-        fl = flops(pat, k)
-        print(f"{pat:<8}{k:>3}{fl / 1e12:>11.2f}{fl * factor / 1e12:>15.2f}{dense_flops / fl:>9.2f}")
+    print_flop_table(cases, flops, dense_flops, factor)
     layers = sum(n for _, _, n in schedule_layers())
     ideal = layers * dense_flops / sum(n * flops(p, k) for p, k, n in schedule_layers())
     print(f"# SUV schedule: {layers} layers ({', '.join(f'k={k} x{n}' for k, n in SCHEDULE)}; single/group "

@@ -64,6 +64,10 @@ def test_gpu_dry_run_prints_the_plan_without_a_gpu():
     ideal = {tuple(l.split()[:2]): float(l.split()[-1]) for l in out.splitlines() if l.startswith(("single", "group"))}
     assert ideal[("single", "2")] == 1.95 and ideal[("group", "4")] == 3.69 and ideal[("group", "8")] == 6.66
     assert "fwd >= 90% of the same kernel's dense TFLOP/s" in out and "1.15x over upstream at k = 4 and 8" in out
+    quick = subprocess.run([sys.executable, "benchmarks/attention.py", "--device", "cuda", "--dry-run", "--quick"],
+                           cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    cases = {tuple(l.split()[:2]) for l in quick.splitlines() if l.startswith(("single", "group"))}
+    assert cases == {("single", "1"), ("single", "4"), ("single", "8"), ("group", "4"), ("group", "8")}
 
 
 def test_gpu_report_logic_on_the_cpu(monkeypatch, capsys):

@@ -2,7 +2,6 @@
 any machine; the timing loop, the rows and the schedule verdicts against the seed's claim run on the CPU with the
 fused-attention stand-in, a wall-clock timer and the CPU backend in place of the NPU's."""
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,17 +16,9 @@ import fused_attention_standin as standin
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name):
-    """A benchmark script as a module, without putting benchmarks/ on sys.path (its suv.py would shadow the
-    package for every later test and the processes they start)."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-attention = _load("attention")
-attention_npu = _load("attention_npu")
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmark scripts import their siblings, as when run
+import attention  # noqa: E402
+import attention_npu  # noqa: E402
 
 
 def wall_clock(fn):
