@@ -108,6 +108,22 @@ def test_sub_sequence_without_keys_outputs_zero_and_no_nan():
         assert torch.isfinite(grad).all() and grad[1].abs().max() == 0
 
 
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_nan_in_q_k_or_v_reaches_the_outputs_as_in_the_reference(which):
+    """The composition (masks, text copies and their mean) neither hides nor spreads a NaN beyond the reference; the
+    fused kernel's own NaN handling is checked on the NPU (test_npu_tensors.py)."""
+    g = torch.Generator().manual_seed(7)
+    (q, kk, v), (tq, tk, tv), _, _ = _inputs(2, 23, 2, 8, 5, False, False, g)
+    (q, kk, v)[which][1, 4, 0, 2] = float("nan")
+    args = [x.double() for x in (q, kk, v)], [t.double() for t in (tq, tk, tv)]
+    ref_out, ref_text = reference.skiparse_attention(*args[0], 2, False, *args[1], None, None, 8**-0.5)
+    out, text_out, *_ = npu_attention.forward(q, kk, v, tq, tk, tv, None, None, 2, False, 8**-0.5, fa=standin)
+    assert ref_out.isnan().any()
+    for got, ref in ((out, ref_out), (text_out, ref_text)):
+        assert torch.equal(got.isnan(), ref.isnan())
+        torch.testing.assert_close(got[~got.isnan()], ref[~ref.isnan()].float(), atol=1e-5, rtol=1e-5)
+
+
 def test_unsupported_dtype_is_refused_by_name():
     x = torch.randn(1, 8, 1, 4, dtype=torch.float64)
     with pytest.raises(TypeError, match="q has dtype torch.float64"):

@@ -168,6 +168,29 @@ def test_an_item_without_keys_gives_zeros_not_nan(npu):
         assert torch.isfinite(t.grad).all() and t.grad[1].abs().max() == 0
 
 
+@pytest.mark.parametrize("name", ["q", "k", "v"])
+def test_nan_reaches_the_outputs_as_in_the_reference(npu, name):
+    """One NaN in q, k or v: the outputs and gradients are NaN exactly where the fp64 reference's are (a diverged
+    run must stay visible), finite and correct elsewhere."""
+    g = torch.Generator().manual_seed(45)
+    qkv = {n: _rows((2, 40, 2, 64), torch.float32, g, "cpu") / 4 for n in ("q", "k", "v")}
+    text = {n: _rows((2, 5, 2, 64), torch.float32, g, "cpu") / 4 for n in ("text_q", "text_k", "text_v")}
+    qkv[name][1, 7, 0, 3] = float("nan")
+    leaves = {n: t.to(npu).requires_grad_() for n, t in {**qkv, **text}.items()}
+    with skiparse.use_backend(BACKEND):
+        out, text_out = skiparse.skiparse_attention(sparsity=2, group=False, **leaves)
+    grads = torch.autograd.grad((out.sum() + text_out.sum()), list(leaves.values()))
+    ref_leaves = {n: t.double().requires_grad_() for n, t in {**qkv, **text}.items()}
+    with skiparse.use_backend("reference"):
+        r_out, r_text = skiparse.skiparse_attention(sparsity=2, group=False, **ref_leaves)
+    r_grads = torch.autograd.grad((r_out.sum() + r_text.sum()), list(ref_leaves.values()))
+    for label, got, ref in [("out", out, r_out), ("text_out", text_out, r_text),
+                            *((f"d{n}", a, b) for n, a, b in zip(leaves, grads, r_grads))]:  # fmt: skip
+        got, ref = got.detach().cpu().double(), ref.detach()
+        assert torch.equal(got.isnan(), ref.isnan()), label
+        torch.testing.assert_close(got[~ref.isnan()], ref[~ref.isnan()], atol=1e-4, rtol=1e-4, msg=label)
+
+
 # ------------------------------------------------------------------------------------------- conv3d_3x3
 @pytest.mark.parametrize("context", [False, True])
 def test_conv3d_3x3_matches_the_reference(npu, context):

@@ -16,7 +16,8 @@ def test_the_npu_tensor_tests_are_collected_without_an_npu():
         "test_reorder_and_restore_equal_the_reference", "test_reorder_and_restore_gradients_equal_the_reference",
         "test_reorder_reads_strided_inputs", "test_attention_matches_the_reference",
         "test_attention_masks_of_every_layout_and_strided_inputs", "test_attention_without_text_or_masks",
-        "test_an_item_without_keys_gives_zeros_not_nan", "test_conv3d_3x3_matches_the_reference",
+        "test_an_item_without_keys_gives_zeros_not_nan", "test_nan_reaches_the_outputs_as_in_the_reference",
+        "test_conv3d_3x3_matches_the_reference",
         "test_ops_pass_opcheck_on_npu", "test_a_tensor_on_the_second_npu_runs_there",
     }
     layouts = {i for i in ids if i.startswith("test_attention_masks_of_every_layout")}
