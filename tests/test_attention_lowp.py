@@ -81,16 +81,20 @@ CAPS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "avx512-no-amx": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
 }
+# ATen capped, oneDNN not: torch's packing refuses below AVX-512 although oneDNN could use AMX, so our kernels must
+# take the fp32 path. (torch 2.13's own bf16 SDPA fails there, "pack_vnni2 is only supported when avx512 is
+# supported", so the error-rule runs, whose yardstick is that SDPA, cap oneDNN too.)
+DISPATCH_CAPS = {**CAPS, "aten-default-only": {"ATEN_CPU_CAPABILITY": "default"}}
 
 
-@pytest.mark.parametrize("cap", list(CAPS))
+@pytest.mark.parametrize("cap", list(DISPATCH_CAPS))
 def test_dispatcher_follows_the_caps(cap):
     """ATEN_CPU_CAPABILITY picks the kernels' ISA build as it picks ATen's; ONEDNN_MAX_CPU_ISA below AMX turns
     the native bf16/fp16 GEMMs off (the fp32 path takes over)."""
     out = in_subprocess(
         "import torch, skiparse, skiparse._C as C; "
         "print(C.kernel_isa(), torch.backends.cpu.get_cpu_capability(), C.native_lowp(False), C.native_lowp(True))",
-        CAPS[cap]).split()
+        DISPATCH_CAPS[cap]).split()
     isa, aten, bf16, fp16 = out
     assert isa == ("AVX512" if aten == "AVX512" else "AVX2")
     if cap == "avx2":

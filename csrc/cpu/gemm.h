@@ -7,6 +7,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Version.h>
 #include <ATen/native/CPUBlas.h>
 
 #include <type_traits>
@@ -58,7 +59,10 @@ constexpr bool kReduced = std::is_same_v<T, at::BFloat16> || std::is_same_v<T, a
 template <typename T>
 bool native_lowp() {
   if constexpr (kReduced<T>) {
-    static const bool ok = at::native::cpublas::could_pack(c10::CppTypeToScalarType<T>::value);
+    // torch's pack() also needs ATen's AVX-512 capability: on an AMX CPU capped by ATEN_CPU_CAPABILITY=avx2 (or
+    // default) oneDNN could pack but torch refuses, so the capped process takes the fp32 path like an AVX2 CPU.
+    static const bool ok = at::get_cpu_capability() == "AVX512" &&
+                           at::native::cpublas::could_pack(c10::CppTypeToScalarType<T>::value);
     return ok;
   } else {
     return false;
