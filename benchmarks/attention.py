@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -40,6 +39,7 @@ import skiparse
 from skiparse.backends import resolve
 from skiparse.host import peak_extra_mib, write_atomic
 from skiparse.index import sub_count
+from skiparse.info import cpu_flags, cpu_model
 
 FWD_BWD_FLOP_FACTOR = 3.5  # 2 GEMMs forward + 5 backward (flash recomputation), as FlashAttention counts
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -49,14 +49,6 @@ QUICK_KS = (1, 4, 8)  # --quick: dense through the same kernel and the two spars
 
 
 # ------------------------------------------------------------------------------------------------ CPU peak
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(re.search(r"^flags\s*:\s*(.+)$", f.read(), re.M).group(1).split())
-    except (OSError, AttributeError):
-        return set()
-
 
 def cpu_ghz() -> float | None:
     """Nominal maximum clock: cpufreq's cpuinfo_max_freq, else the "cpu MHz" of /proc/cpuinfo."""
@@ -262,12 +254,7 @@ def plot_sweep(rows, meta, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ report
 def machine_line(device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = re.search(r"model name\s*:\s*(.+)", f.read()).group(1)
-    except (OSError, AttributeError):
-        pass
+    cpu = cpu_model()
     if device.type == "cuda":
         cpu += f" | GPU {torch.cuda.get_device_name(device)}"
     return f"{cpu} | {os.cpu_count()} cores | torch {torch.__version__} | {torch.get_num_threads()} threads"

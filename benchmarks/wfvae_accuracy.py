@@ -15,34 +15,25 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 
 import torch
 
 import skiparse
+from skiparse.info import cpu_flags, cpu_model
 from suv.vae import WFVAE
 
 
 def cpu_name() -> str:
-    """The CPU model and its vector extensions that matter here (AVX2 / AVX-512 / AMX)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    """The CPU model, its vector extensions that matter here (AVX2 / AVX-512 / AMX) and any ISA caps in force."""
+    flags = cpu_flags()
     isa = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_bf16", "AMX-BF16")) if flag in flags]
     caps = [f"{v}={os.environ[v]}" for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(v)]
-    return f"{model} ({', '.join(isa) or 'no AVX2'})" + (f" capped by {' '.join(caps)}" if caps else "")
+    return f"{cpu_model()} ({', '.join(isa) or 'no AVX2'})" + (f" capped by {' '.join(caps)}" if caps else "")
 
 
 def decode(model: WFVAE, z: torch.Tensor, dtype: torch.dtype, backend: str) -> torch.Tensor:
     with torch.inference_mode(), skiparse.use_backend(backend):
-        return model.to(dtype).decode(z.to(dtype), clamp=False).double()
+        return model.to(dtype).decode(z.to(dtype)).double()  # decode does not clamp
 
 
 def main() -> None:

@@ -21,6 +21,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``avx2``, ``avx512f``, ``amx_bf16``, ...) from /proc/cpuinfo; empty off Linux."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def cpu_kernels() -> str:
     """The CPU kernels' ISA path and whether bf16/fp16 GEMMs run on AMX, or why the kernels are off."""
     ok, why = status("cpu")

@@ -114,3 +114,13 @@ def test_conv_benchmark_times_the_models_conv_shapes():
                for r in rows)  # fmt: skip
     totals = [r for r in rows if r[1] == "total"]
     assert [r[0] for r in totals] == ["encode", "decode"] and all(float(r[-1]) > 0 for r in totals)
+
+
+def test_wfvae_accuracy_benchmark_compares_both_conv_paths_with_float64():
+    out = subprocess.run([sys.executable, "benchmarks/wfvae_accuracy.py", "--preset", "tiny", "--frames", "9",
+                          "--height", "64", "--width", "64"], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| `")]
+    assert [r[0].strip().split()[0] for r in rows] == ["`F.conv3d`", "`skiparse.conv3d_3x3`"]
+    for row in rows:  # fp32 against fp64: a small error, far above an 8-bit video's own rounding (~59 dB)
+        assert 0 < float(row[1]) < 1e-3 and float(row[3].split()[0]) > 90
