@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 import skiparse
 from skiparse.backends import resolve
-from skiparse.host import peak_extra_mib, write_atomic
+from skiparse.host import fixed_mmap_threshold, peak_extra_mib, write_atomic
 from skiparse.index import sub_count
 from skiparse.info import cpu_flags, cpu_model
 
@@ -146,16 +146,6 @@ def runner(kind, video, text, k, group, backend, backward):
         return forward, total
 
     return call
-
-
-def fixed_mmap_threshold() -> None:
-    """Make glibc return every large free to the OS, so that peak RSS measures the op's allocations."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB, no dynamic raise
-    except (OSError, AttributeError):
-        pass
 
 
 def warm_up(args, device, dtype, build) -> None:

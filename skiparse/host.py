@@ -123,6 +123,22 @@ def peak_rss_mib() -> float:
     return kib / 1024
 
 
+def fixed_mmap_threshold(threshold: int = 1 << 20) -> bool:
+    """Make glibc serve every allocation of ``threshold`` bytes or more with its own mapping, returned to the OS on
+    free; False where that is not possible (no glibc).
+
+    By default glibc raises this threshold after the first large frees (up to 32 MiB), so later tensors come from
+    the heap and stay resident once freed: peak RSS then depends on fragmentation, not on what was alive. Fixed,
+    peak RSS measures the live allocations. Call it first in a process that measures memory.
+    """
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, threshold))  # M_MMAP_THRESHOLD; setting it stops the raise
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_extra_mib(fn: Callable[[], T]) -> tuple[T, float | None]:
     """Runs ``fn`` once; returns (its result, peak RSS above the starting RSS in MiB, or None off Linux)."""
     before = rss_mib() if reset_peak_rss() else None

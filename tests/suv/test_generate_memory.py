@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from skiparse.host import peak_extra_mib, rss_mib
+from skiparse.host import fixed_mmap_threshold, peak_extra_mib, rss_mib
 from suv.cli.generate import main
 
 pytestmark = pytest.mark.skipif(rss_mib() is None, reason="host RSS is read from /proc (Linux)")
@@ -54,7 +54,9 @@ def test_offload_peak_is_below_the_sum_of_the_weights(tmp_path):
 
 def _denoise_peak(rank, world, folder, config):
     """RSS growth of one denoising step of the narrow model: every model built and a small step run (the
-    process group's and the kernels' first-use buffers) before the baseline."""
+    process group's and the kernels' first-use buffers) before the baseline. Large frees leave the RSS at once
+    (``fixed_mmap_threshold``), so the peak is what was alive, not the heap's fragmentation."""
+    fixed_mmap_threshold(64 << 10)
     torch.set_num_threads(1)
     from suv.parallel import generation_groups
     from suv.sampling import demo_pipeline
@@ -70,15 +72,13 @@ def _denoise_peak(rank, world, folder, config):
 
 
 def test_sequence_parallel_lowers_the_activation_peak(tmp_path):
-    """Each of 2 ranks peaks well below one process. The issue's target, <= 0.6x, is not met yet: measured 0.70-0.73x
-    (Xeon, 8192 tokens; 0.76x before each q/k/v chunk was freed as soon as it was exchanged), because what stays
-    whole on every rank (exchange buffers, gathered output tokens, the replicated text stream) keeps it above 0.6x.
-    The bound here, 0.9x, fails if the split stops saving memory."""
+    """Each of 2 ranks peaks at <= 0.6x one process (the issue's target). Measured 0.56x on a Xeon, 8192 tokens: the
+    feed-forward's activations halve; the (CFG-doubled) latents, the noise and the RoPE tables stay whole."""
     for world in (1, 2):
         torch.multiprocessing.spawn(_denoise_peak, args=(world, tmp_path, NARROW), nprocs=world, join=True)
     single = json.loads((tmp_path / "peak1-0.json").read_text())
     ranks = [json.loads((tmp_path / f"peak2-{r}.json").read_text()) for r in range(2)]
-    assert max(ranks) <= 0.9 * single, (ranks, single)
+    assert max(ranks) <= 0.6 * single, (ranks, single)
 
 
 def _peaks(out: str) -> tuple[float, float]:
