@@ -28,6 +28,7 @@ NARROW_SHAPE = dict(frames=25, height=512, width=1024)
 
 
 def _offload_worker(rank, folder, argv):
+    fixed_mmap_threshold(64 << 10)  # peak RSS = live allocations (see _denoise_peak)
     torch.set_num_threads(1)
     import transformers  # noqa: F401  (imported before the baseline: it is runtime, not a model)
 
