@@ -8,6 +8,8 @@ import sys
 import pytest
 import torch
 
+import skiparse
+
 from skiparse_testing import assert_fa_rule, cast, make_inputs, requires_cpu_ext, run, tensor_inputs
 
 pytestmark = requires_cpu_ext
@@ -67,6 +69,23 @@ def test_fully_masked_rows_are_zero(dtype, k, group):
     for name, grad in g.items():
         assert torch.isfinite(grad).all() and torch.all(grad[0] == 0), name
     torch.testing.assert_close(out[1], base["text_v"][1, 0].detach().expand(37, 2, 16), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("scale", [0.5, 0.0, -0.2])
+@pytest.mark.parametrize("k,group", [(1, False), (4, True)])
+def test_any_scale_keeps_masked_keys_out(dtype, scale, k, group):
+    """The native path folds the scale into its exp pass for scale > 0 and scales the scores first otherwise (a
+    masked key at -inf times 0 would be NaN): every scale gives the reference's output, masks included."""
+    base = make_inputs(2, 300, 2, 32, 9, masks=True)
+
+    def forward(backend, dt):
+        with skiparse.use_backend(backend):
+            return skiparse.skiparse_attention(**cast(base, dt), sparsity=k, group=group, scale=scale)
+
+    ours, same_dtype, exact = forward("cpu", dtype), forward("reference", dtype), forward("reference", torch.float64)
+    for name, a, b, c in zip(("out", "text_out"), ours, same_dtype, exact):
+        assert_fa_rule(name, a, b, c, dtype)
 
 
 def in_subprocess(code, env):

@@ -300,6 +300,31 @@ A exp_sub_sum(A* x, int64_t n, A m) {
   return sum;
 }
 
+// One pass over a row of raw scores x (scale > 0): p[i] = T(exp(scale * x[i] - m)) and the fp32 sum of the exps (taken before
+// rounding, as FlashAttention does). The scale rides in the exponent's FMA instead of a pass of its own, and P is
+// written once, in the dtype of the P V product: 1 read and 1 narrow write per score where scaling, the max, the
+// exp and the conversion took 4 reads and 3 writes.
+template <typename T>
+float exp_scaled_sum_to(const float* x, int64_t n, float scale, float m, T* p) {
+  using V = at::vec::Vectorized<float>;
+  const V vs(scale), vm(-m);
+  V acc(0.f);
+  int64_t i = 0;
+  for (; i + 2 * V::size() <= n; i += 2 * V::size()) {
+    const V e0 = at::vec::fmadd(V::loadu(x + i), vs, vm).exp_u20();
+    const V e1 = at::vec::fmadd(V::loadu(x + i + V::size()), vs, vm).exp_u20();
+    acc = acc + e0 + e1;
+    at::vec::convert_from_float<T>(e0, e1).store(p + i);
+  }
+  float sum = at::vec::vec_reduce_all<float>([](V& a, V& b) { return a + b; }, acc);
+  for (; i < n; ++i) {
+    const float e = std::exp(scale * x[i] - m);
+    sum += e;
+    p[i] = static_cast<T>(e);
+  }
+  return sum;
+}
+
 template <typename A>
 void scale_row(A* x, int64_t n, A a) {
   using V = at::vec::Vectorized<A>;

@@ -32,6 +32,30 @@ struct Forward {
     return text_parts + (((b * P.k + s) * P.T + t) * P.H + h) * P.D;
   }
 
+  // Native bf16/fp16: the online-softmax update of row r from its raw (unscaled) scores s[0, kn), writing P in T
+  // for the P V brgemm (a zero column pads an odd kn). Masked columns (w.cols) become -inf here.
+  void softmax_row_to_p(A* s, int64_t kn, int64_t r, FwdScratch<T>& w) const {
+    T* p = w.p.data() + r * even(kKeyTile);
+    if (kn % 2) p[kn] = T(0);
+    float scale = static_cast<float>(P.scale);
+    if (!(scale > 0)) {  // the fused pass keeps a masked key at -inf only for scale > 0: scale first (rare)
+      scale_row(s, kn, scale);
+      scale = 1.f;
+    }
+    for (int64_t c : w.cols) s[c] = -kInf<A>;
+    const float mx = scale * row_max(s, kn);
+    if (std::isnan(mx)) w.nan[r] = 1;
+    const float m_new = std::max(w.m[r], mx);
+    if (m_new == -kInf<A> || w.nan[r]) {  // every key so far masked (or a NaN row): the tile adds nothing
+      std::fill(p, p + kn, T(0));
+      return;
+    }
+    const float alpha = std::exp(w.m[r] - m_new);
+    w.l[r] = w.l[r] * alpha + exp_scaled_sum_to(s, kn, scale, m_new, p);
+    if (alpha != 1.f) scale_row(w.acc.data() + r * P.D, P.D, alpha);
+    w.m[r] = m_new;
+  }
+
   // One query tile `qt` of sub-sequence `sub` of (b, h).
   void tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
             FwdScratch<T>& w) const {
@@ -62,7 +86,12 @@ struct Forward {
       P.masked_columns(b, kt, w.cols);
       for (int64_t r = 0; r < qn; ++r) {
         A* s = S + r * kKeyTile;
-        if (packs) scale_row(s, kn, A(P.scale));
+        if constexpr (kReduced<T>) {
+          if (packs) {  // raw scores: the scale is applied inside the fused exp pass
+            softmax_row_to_p(s, kn, r, w);
+            continue;
+          }
+        }
         for (int64_t c : w.cols) s[c] = -kInf<A>;
         const A mx = row_max(s, kn);
         if (std::isnan(mx)) w.nan[r] = 1;
@@ -74,13 +103,6 @@ struct Forward {
           w.l[r] = w.l[r] * alpha + exp_sub_sum(s, kn, m_new);
           if (alpha != A(1)) scale_row(w.acc.data() + r * D, D, alpha);
           w.m[r] = m_new;
-        }
-        if constexpr (kReduced<T>) {
-          if (packs) {
-            T* p = w.p.data() + r * ldp;
-            at::vec::convert(s, p, kn);
-            if (kn % 2) p[kn] = T(0);
-          }
         }
       }
       if constexpr (kReduced<T>) {

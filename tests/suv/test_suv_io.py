@@ -67,8 +67,10 @@ def test_write_atomic_replaces_whole_files_only(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="RSS from /proc (Linux)")
 def test_peak_extra_mib_sees_a_touched_allocation():
-    result, extra = peak_extra_mib(lambda: torch.ones(64 * 2**20 // 4).sum().item())  # 64 MiB, written
-    assert result == 64 * 2**20 // 4 and 56 <= extra < 1024
+    # 64 MiB, written and still alive when the peak is read: a freed one counts only once the kernel has updated
+    # its high-water mark, which one CI machine's kernel had not (extra 0.0)
+    result, extra = peak_extra_mib(lambda: torch.ones(64 * 2**20 // 4))
+    assert result.sum().item() == 64 * 2**20 // 4 and 56 <= extra < 1024
 
 
 def test_every_console_script_is_a_main_in_suv_cli():
