@@ -20,12 +20,12 @@ struct KeyGrad {
 
 template <typename T, typename A = acc_t<T>>
 struct BwdScratch {
-  std::vector<A> q, dout, o, k, v, p, dp, dq, di, lse, dk, dv;
+  TileBuf<A> q, dout, o, k, v, p, dp, dq, di, lse, dk, dv;
   std::vector<KeyGrad<A>> key_grads;  // one per key tile of the current sub-sequence
   std::vector<int64_t> cols;
   // Native bf16/fp16: the query tile's Q and dO in the input dtype and packed as Q^T, Q, dO^T, dO; P^T and dS^T
   // in the input dtype (leading dim even(kQueryTile)); dS^T packed.
-  std::vector<T> xn, tmp, qT, qR, dT, dR, pT, dsT, ds_p;
+  TileBuf<T> xn, tmp, qT, qR, dT, dR, pT, dsT, ds_p;
   BwdScratch(int64_t D, bool lowp)
       : q(kQueryTile * D), dout(kQueryTile * D), o(kQueryTile * D), k(lowp ? 0 : kKeyTile * D),
         v(lowp ? 0 : kKeyTile * D), p(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), dq(kQueryTile * D),

@@ -10,8 +10,8 @@ namespace {
 
 template <typename T, typename A = acc_t<T>>
 struct FwdScratch {
-  std::vector<A> q, k, v, s, acc, m, l;
-  std::vector<T> qn, p;  // native bf16/fp16: the query tile and P (leading dim even(kKeyTile))
+  TileBuf<A> q, k, v, s, acc, m, l;
+  TileBuf<T> qn, p;  // native bf16/fp16: the query tile and P (leading dim even(kKeyTile))
   std::vector<char> nan;  // rows that met a NaN score: their output is NaN, as in the reference
   std::vector<int64_t> cols;
   FwdScratch(int64_t D, bool lowp)
@@ -51,7 +51,7 @@ struct Forward {
       return;
     }
     const float alpha = std::exp(w.m[r] - m_new);
-    w.l[r] = w.l[r] * alpha + exp_scaled_sum_to(s, kn, scale, m_new, p);
+    w.l[r] = w.l[r] * alpha + exp_scaled_sum_to_best(s, kn, scale, m_new, p);
     if (alpha != 1.f) scale_row(w.acc.data() + r * P.D, P.D, alpha);
     w.m[r] = m_new;
   }

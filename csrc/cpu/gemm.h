@@ -69,18 +69,25 @@ bool native_lowp() {
   }
 }
 
-// A B operand [K, N] packed for brgemm: oneDNN packs at most 64 columns at a time (leading dim 16..64), so B is
-// stored as ceil(N / 64) column blocks of K x 64. K must be even (VNNI pairs rows); callers pad with a zero row.
-constexpr int64_t kPackCols = 64;
-inline int64_t packed_size(int64_t K, int64_t N) { return K * kPackCols * ((N + kPackCols - 1) / kPackCols); }
+// A B operand [K, N] packed for brgemm: oneDNN's pair-interleaved (VNNI) layout, rows k and k+1 of column n side by
+// side at out[(k / 2) * 2 ld + 2 n + k % 2], ld = N rounded up to 16 with zero columns. K must be even; callers pad
+// with a zero row. Packed whole, not in the 64-column blocks that torch's pack() is limited to, so that each GEMM
+// is one brgemm call over every column: the A tile is then loaded once per call instead of once per 64 columns.
 inline int64_t packed_ld(int64_t n) { return (n + 15) / 16 * 16; }
+inline int64_t packed_size(int64_t K, int64_t N) { return K * packed_ld(N); }
 
 template <typename T>
 void pack_b(int64_t K, int64_t N, const T* b, int64_t ldb, T* out) {
-  const auto dt = c10::CppTypeToScalarType<T>::value;
-  for (int64_t j = 0; j < N; j += kPackCols) {
-    const int64_t n = std::min(kPackCols, N - j);
-    at::native::cpublas::pack(K, n, ldb, packed_ld(n), dt, dt, b + j, out + j * K);
+  const int64_t ld = packed_ld(N);
+  for (int64_t k = 0; k < K; k += 2) {
+    const T* r0 = b + k * ldb;
+    const T* r1 = r0 + ldb;
+    T* o = out + k * ld;
+    for (int64_t n = 0; n < N; ++n) {
+      o[2 * n] = r0[n];
+      o[2 * n + 1] = r1[n];
+    }
+    std::fill(o + 2 * N, o + 2 * ld, T(0));
   }
 }
 
@@ -89,10 +96,7 @@ template <typename T>
 void gemm_packed(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* bp, float* c, int64_t ldc,
                  bool add) {
   if (M == 0 || N == 0) return;
-  for (int64_t j = 0; j < N; j += kPackCols) {
-    const int64_t n = std::min(kPackCols, N - j);
-    at::native::cpublas::brgemm(M, n, K, lda, packed_ld(n), ldc, add, a, bp + j * K, c + j, true);
-  }
+  at::native::cpublas::brgemm(M, N, K, lda, packed_ld(N), ldc, add, a, bp, c, true);
 }
 
 }  // namespace skiparse::cpu
