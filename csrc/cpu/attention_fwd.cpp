@@ -62,6 +62,8 @@ struct Forward {
     const int64_t D = P.D, qn = qt.n, ldp = even(kKeyTile);
     const A* Q = nullptr;
     if (packs) {
+      // Gathered even when the tile is one strided view: AMX tile loads at a stride of k * H * D elements
+      // (kilobytes) hit one cache set, and reading q in place measured 10% slower at k = 4 and 8.
       gather(qt.text ? tq : q, b, h, qt, D, w.qn.data(), false, qn);
     } else {
       Q = stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
