@@ -250,25 +250,41 @@ template <typename T>
 void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, Form f, T* out) {
   if (!f.packed || !kReduced<T>) {  // (only bf16/fp16 tiles are ever packed)
     gather(op, b, h, t, D, out, f.transposed, f.transposed ? even(t.n) : t.n);
-  } else if (f.transposed) {
-    const int64_t ld = packed_ld(t.n);
-    t.for_each_row([&](int64_t i, int64_t row) {
-      const T* src = op.row(b, row, h);
-      for (int64_t d = 0; d < D; d += 2) std::memcpy(out + d * ld + 2 * i, src + d, 2 * sizeof(T));
-    });
-    for (int64_t d = 0; d < D; d += 2) std::fill(out + d * ld + 2 * t.n, out + (d + 2) * ld, T(0));
   } else {
-    const int64_t ld = packed_ld(D), rows = even(t.n);
-    t.for_each_row([&](int64_t i, int64_t row) {
-      const T* src = op.row(b, row, h);
-      T* o = out + (i / 2) * 2 * ld + i % 2;
-      for (int64_t d = 0; d < D; ++d) o[2 * d] = src[d];
-    });
-    if (t.n % 2) {
-      T* o = out + (t.n / 2) * 2 * ld + 1;
-      for (int64_t d = 0; d < D; ++d) o[2 * d] = T(0);
+    std::array<const T*, kKeyTile> rows;  // the tile's source rows, then written in cache-line runs
+    t.for_each_row([&](int64_t i, int64_t row) { rows[i] = op.row(b, row, h); });
+    const int64_t n = t.n;
+    if (f.transposed) {
+      // 16 rows at a time, so that each (d, d+1) pair row of `out` is written 64 contiguous bytes at a time.
+      const int64_t ld = packed_ld(n);
+      for (int64_t i0 = 0; i0 < n; i0 += 16) {
+        const int64_t m = std::min<int64_t>(16, n - i0);
+        for (int64_t d = 0; d < D; d += 2) {
+          T* o = out + d * ld + 2 * i0;
+          for (int64_t r = 0; r < m; ++r) std::memcpy(o + 2 * r, rows[i0 + r] + d, 2 * sizeof(T));
+        }
+      }
+      for (int64_t d = 0; d < D; d += 2) std::fill(out + d * ld + 2 * n, out + (d + 2) * ld, T(0));
+    } else {
+      const int64_t ld = packed_ld(D);
+      for (int64_t i = 0; i < n; i += 2) {
+        const T* r0 = rows[i];
+        T* o = out + i * ld;
+        if (i + 1 < n) {
+          const T* r1 = rows[i + 1];
+          for (int64_t d = 0; d < D; ++d) {
+            o[2 * d] = r0[d];
+            o[2 * d + 1] = r1[d];
+          }
+        } else {
+          for (int64_t d = 0; d < D; ++d) {
+            o[2 * d] = r0[d];
+            o[2 * d + 1] = T(0);
+          }
+        }
+        std::fill(o + 2 * D, o + 2 * ld, T(0));
+      }
     }
-    for (int64_t i = 0; i < rows; i += 2) std::fill(out + i * ld + 2 * D, out + (i + 2) * ld, T(0));
   }
 }
 
