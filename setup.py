@@ -24,16 +24,15 @@ def cpu_extension():
         print("skiparse: torch is not importable at build time, building without skiparse._C", file=sys.stderr)
         return [], {}
     flags = ["-O3", "-fopenmp"]
-    sources = ["csrc/cpu/module.cpp", "csrc/cpu/checks.cpp", "csrc/cpu/reorder.cpp", "csrc/cpu/dispatch.cpp",
-               "csrc/cpu/conv3d_3x3.cpp"]
+    sources = ["csrc/cpu/module.cpp", "csrc/cpu/checks.cpp", "csrc/cpu/reorder.cpp", "csrc/cpu/dispatch.cpp"]
     if platform.machine() in ("x86_64", "AMD64"):
         # The floor is AVX2 (at::vec uses it when these are set; skiparse._C reports, and is not used, on CPUs
-        # without it). The attention kernels are built once more for AVX-512 and chosen at run time
+        # without it). The attention and conv kernels are built once more for AVX-512 and chosen at run time
         # (csrc/cpu/dispatch.cpp). Keep the ISA builds last: the linker keeps the first copy of shared inline code.
         flags += ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-DSKIPARSE_ISA_X86"]
-        sources += ["csrc/cpu/isa/attention_avx2.cpp", "csrc/cpu/isa/attention_avx512.cpp"]
+        sources += ["csrc/cpu/isa/kernels_avx2.cpp", "csrc/cpu/isa/kernels_avx512.cpp"]
     else:
-        sources += ["csrc/cpu/isa/attention_default.cpp"]
+        sources += ["csrc/cpu/isa/kernels_default.cpp"]
     ext = CppExtension(
         "skiparse._C",
         sources=sources,

@@ -2,6 +2,11 @@
 
     python benchmarks/conv3d_3x3.py --quick     # 9x128x128 video, ~1 min on 2 CPU cores
     python benchmarks/conv3d_3x3.py             # 33x256x256, the WF-VAE benchmark's size (~5 min)
+    python benchmarks/conv3d_3x3.py --quick --dtype bf16
+
+With ``--dtype bf16`` the Winograd column is the kernel on the input and weight converted to float32 (its only way
+to serve bf16) against oneDNN's bf16 conv, which ``skiparse.conv3d_3x3`` routes bf16 to: the measurement behind
+that routing.
 
 The conv shapes are those the released-width (v1.5) WF-VAE runs when it encodes and decodes a video of the given
 size, found by running the model on the meta device. Every distinct shape is timed for both kernels in alternation
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 
 import skiparse
 from skiparse.api import winograd_pays_off
+from skiparse.info import cpu_model
 from suv.vae import WFVAE
 
 
@@ -65,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="9x128x128")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     args = p.parse_args(argv)
     if args.quick:
         args.frames, args.size = 9, 128
@@ -72,20 +79,26 @@ def main(argv=None) -> int:
         print(f"the CPU backend is off ({skiparse.backends.status('cpu')[1]}): nothing to compare")
         return 1
     torch.manual_seed(0)
-    print(f"WF-VAE v1.5 3x3 convs at {args.frames}x{args.size}x{args.size}, float32, {torch.get_num_threads()} threads")
+    bf16 = args.dtype == "bf16"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    print(f"WF-VAE v1.5 3x3 convs at {args.frames}x{args.size}x{args.size}, {dtype}, {torch.get_num_threads()} threads"
+          f" | {cpu_model()}")
     print(f"{'pass':7s} {'input (B,C,T,H,W)':24s} {'weight':22s} {'calls':>5s} {'winograd s':>10s} {'F.conv3d s':>10s} "
           f"{'ratio':>6s} {'rel err':>8s} routed to")
     for name, shapes in model_conv_shapes(args.frames, args.size).items():
         total_ours = total_ref = total_routed = 0.0
         for (x_shape, w_shape), calls in sorted(shapes.items(), key=lambda kv: -kv[1] * torch.Size(kv[0][0]).numel()):
-            x = torch.randn(x_shape).contiguous(memory_format=torch.channels_last_3d)
-            w = torch.randn(w_shape) / (w_shape[1] * w_shape[2] * 9) ** 0.5
-            b = torch.randn(w_shape[0])
-            ours, ref = best_times([lambda: torch.ops.skiparse.conv3d_3x3(x, w, b),
-                                    lambda: F.conv3d(x, w, b, padding=(0, 1, 1))], args.repeats)  # fmt: skip
+            x = torch.randn(x_shape).to(dtype).contiguous(memory_format=torch.channels_last_3d)
+            w = (torch.randn(w_shape) / (w_shape[1] * w_shape[2] * 9) ** 0.5).to(dtype)
+            b = torch.randn(w_shape[0]).to(dtype)
+
+            def winograd_conv():
+                return torch.ops.skiparse.conv3d_3x3(x.float(), w.float(), b.float()).to(dtype)
+
+            ours, ref = best_times([winograd_conv, lambda: F.conv3d(x, w, b, padding=(0, 1, 1))], args.repeats)
             exact = F.conv3d(x.double(), w.double(), b.double(), padding=(0, 1, 1))
-            err = (torch.ops.skiparse.conv3d_3x3(x, w, b) - exact).abs().max() / exact.abs().max()
-            winograd = winograd_pays_off(x_shape, w_shape)
+            err = (winograd_conv() - exact).abs().max() / exact.abs().max()
+            winograd = winograd_pays_off(x_shape, w_shape) and not bf16
             total_ours += calls * ours
             total_ref += calls * ref
             total_routed += calls * (ours if winograd else ref)

@@ -18,7 +18,8 @@
 #include "huge_pages.h"
 #include "kernels.h"
 
-namespace skiparse::cpu {
+// One copy per ISA build (csrc/cpu/isa/*.cpp), like the attention kernels: the transforms are vectorised for it.
+namespace skiparse::cpu::CPU_CAPABILITY {
 namespace {
 
 constexpr int kM = 4;          // output tile side
@@ -263,4 +264,4 @@ Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bi
   return out;
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

@@ -1,4 +1,4 @@
-// Run-time choice among the ISA builds of the attention kernels (csrc/cpu/isa/*.cpp): the one ATen itself uses
+// Run-time choice among the ISA builds of the attention and conv kernels (csrc/cpu/isa/*.cpp): the one ATen itself uses
 // for its CPU kernels, at::get_cpu_capability(), which follows the CPU and honours ATEN_CPU_CAPABILITY
 // (default|avx2|avx512). AVX2 is the lowest build on x86, so `default` runs it too.
 #include <ATen/Version.h>
@@ -8,7 +8,7 @@
 
 namespace skiparse::cpu {
 
-#define SKIPARSE_DECLARE_ATTENTION(ISA)                                                                        \
+#define SKIPARSE_DECLARE_KERNELS(ISA)                                                                        \
   namespace ISA {                                                                                              \
   std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> attention_forward(                                        \
       const Tensor&, const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,       \
@@ -17,12 +17,13 @@ namespace skiparse::cpu {
       const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,             \
       const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, int64_t, bool, double,           \
       const Tensor&, const Tensor&, const Tensor&, const Tensor&);                                             \
+  Tensor conv3d_3x3(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&);                         \
   }
 #ifdef SKIPARSE_ISA_X86
-SKIPARSE_DECLARE_ATTENTION(AVX2)
-SKIPARSE_DECLARE_ATTENTION(AVX512)
+SKIPARSE_DECLARE_KERNELS(AVX2)
+SKIPARSE_DECLARE_KERNELS(AVX512)
 #else
-SKIPARSE_DECLARE_ATTENTION(DEFAULT)
+SKIPARSE_DECLARE_KERNELS(DEFAULT)
 #endif
 
 std::string kernel_isa() {
@@ -55,6 +56,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
     const Tensor& text_parts, const Tensor& text_lse) {
   return SKIPARSE_CALL(attention_backward, dout, dtext_out, q, k, v, text_q, text_k, text_v, text_mask, video_mask,
                        sparsity, group, scale, out, lse, text_parts, text_lse);
+}
+
+Tensor conv3d_3x3(const Tensor& input, const Tensor& weight, const OptTensor& bias, const OptTensor& context) {
+  return SKIPARSE_CALL(conv3d_3x3, input, weight, bias, context);
 }
 
 }  // namespace skiparse::cpu

@@ -1,5 +1,5 @@
-// The attention kernels built for AVX-512 (F, BW, VL, DQ: the set ATen's AVX512 kernels use), as
-// skiparse::cpu::AVX512::attention_*; dispatch.cpp runs them only on CPUs that have it. The target pragma stands
+// The attention and conv kernels built for AVX-512 (F, BW, VL, DQ: the set ATen's AVX512 kernels use), as
+// skiparse::cpu::AVX512::*; dispatch.cpp runs them only on CPUs that have it. The target pragma stands
 // in for per-file compiler flags, which setuptools cannot give; it precedes every include so that all code of
 // this file, at::vec included, is generated for AVX-512.
 #undef CPU_CAPABILITY
@@ -15,3 +15,4 @@
 #define __AVX512DQ__ 1
 #include "../attention_bwd.cpp"
 #include "../attention_fwd.cpp"
+#include "../conv3d_3x3.cpp"
