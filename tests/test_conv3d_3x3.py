@@ -189,8 +189,30 @@ def test_public_function_routes_small_convs_to_conv3d(monkeypatch):
         assert torch.equal(skiparse.conv3d_3x3(tail, w, b, context=head), direct)
     with skiparse.use_backend("reference"):
         assert torch.equal(skiparse.conv3d_3x3(x, w, b), direct)
-    assert torch.equal(skiparse.conv3d_3x3(x.bfloat16(), w.bfloat16(), b.bfloat16()),
-                       F.conv3d(x.bfloat16(), w.bfloat16(), b.bfloat16(), padding=(0, 1, 1)))
+    # bf16: oneDNN's conv where the CPU has native bf16, else Winograd on float32 copies, whatever this CPU is.
+    low = [t.bfloat16() for t in (x, w, b)]
+    calls = []
+    direct_conv = skiparse.api.reference.conv3d_3x3
+    monkeypatch.setattr(skiparse.api.reference, "conv3d_3x3", lambda *a: calls.append(a) or direct_conv(*a))
+    for has_units in (True, False):
+        monkeypatch.setattr(skiparse.api, "native_low_precision", lambda dtype, n=has_units: n)
+        calls.clear()
+        assert skiparse.conv3d_3x3(*low).dtype == torch.bfloat16
+        assert len(calls) == has_units
+
+
+def test_bf16_without_native_units_is_winograd_in_float32_with_gradients(monkeypatch):
+    """On a CPU without native bf16 (oneDNN would emulate its conv 270-700x slower), the conv and its gradients
+    come from the float32 kernel: within bf16 rounding of the float64 conv."""
+    monkeypatch.setattr(skiparse.api, "native_low_precision", lambda dtype: False)
+    monkeypatch.setattr(skiparse.api, "_WINOGRAD_MIN_PIXELS", 0)
+    x, w, b = (t.bfloat16().requires_grad_() for t in conv_inputs(dtype=torch.float32))
+    y = skiparse.conv3d_3x3(x, w, b)
+    assert y.dtype == torch.bfloat16
+    exact = F.conv3d(*(t.detach().double().requires_grad_() for t in (x, w, b)), padding=(0, 1, 1))
+    torch.testing.assert_close(y.double(), exact, atol=0.02 * exact.abs().max().item(), rtol=0)
+    y.float().square().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 and t.grad.isfinite().all() for t in (x, w, b))
 
 
 @pytest.mark.parametrize(
