@@ -17,6 +17,7 @@ from suv.cli import train as cli  # noqa: E402
 from suv.train import cache  # noqa: E402
 from suv.train.config import load_config  # noqa: E402
 from suv.train.data import make_toy_dataset  # noqa: E402
+from toy_training import toy_config  # noqa: E402
 from suv.train.sources import load_encoders  # noqa: E402
 from suv.train.trainer import TrainConfig, Trainer  # noqa: E402
 
@@ -27,9 +28,7 @@ def toy_index(tmp_path_factory):
 
 
 def config(index, **kw):
-    base = dict(data=str(index), t5_max_length=8, num_frames=9, height=32, width=32, batch_size=2, lr=3e-4,
-                save_every=1, bucket_min_factor=1)
-    return TrainConfig.from_dict({**base, **kw})
+    return toy_config(index, save_every=1, **kw)
 
 
 def yaml_config(tmp_path, index, **extra):

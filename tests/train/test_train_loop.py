@@ -10,18 +10,13 @@ pytest.importorskip("transformers")
 from suv.cli import train as cli  # noqa: E402
 from suv.train.clipping import ClipStats  # noqa: E402
 from suv.train.data import make_toy_dataset  # noqa: E402
+from toy_training import toy_config  # noqa: E402
 from suv.train.trainer import ExtremeGradNorm, TrainConfig, Trainer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def toy_index(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("toy"), count=6, frames=11, size=32)
-
-
-def config(index, **kw):
-    base = dict(data=str(index), t5_max_length=8, num_frames=9, height=32, width=32, batch_size=2, lr=3e-4,
-                save_every=1000, bucket_min_factor=1)
-    return TrainConfig.from_dict({**base, **kw})
 
 
 def test_tiny_run_from_the_command_line_learns(tmp_path, one_thread):
@@ -42,13 +37,13 @@ def test_tiny_run_from_the_command_line_learns(tmp_path, one_thread):
 
 
 def test_resume_continues_bit_identically(tmp_path, toy_index, one_thread):
-    straight = Trainer(config(toy_index), tmp_path / "a")
+    straight = Trainer(toy_config(toy_index), tmp_path / "a")
     straight.fit(6, progress=False)
 
-    first = Trainer(config(toy_index), tmp_path / "b")
+    first = Trainer(toy_config(toy_index), tmp_path / "b")
     first.fit(3, progress=False)
     first.save()
-    resumed = Trainer(config(toy_index), tmp_path / "b")
+    resumed = Trainer(toy_config(toy_index), tmp_path / "b")
     assert resumed.resume() and resumed.step == 3
     resumed.fit(6, progress=False)
 
@@ -60,7 +55,7 @@ def test_resume_continues_bit_identically(tmp_path, toy_index, one_thread):
 
 
 def test_extreme_norm_stops_and_resumes_past_the_bad_batch(tmp_path, toy_index, one_thread, monkeypatch):
-    trainer = Trainer(config(toy_index), tmp_path / "run")
+    trainer = Trainer(toy_config(toy_index), tmp_path / "run")
     trainer.fit(2, progress=False)
     before = {n: t.clone() for n, t in trainer.model.state_dict().items()}
     monkeypatch.setattr(trainer.clipper, "update", lambda g, params=(), group=None: ClipStats(
@@ -68,7 +63,7 @@ def test_extreme_norm_stops_and_resumes_past_the_bad_batch(tmp_path, toy_index, 
     with pytest.raises(ExtremeGradNorm, match="step 2: gradient norm .* continues at step 3"):
         trainer.fit(5, progress=False)
     assert (tmp_path / "run" / "global_step_for_sampler.txt").read_text().strip() == "3"
-    resumed = Trainer(config(toy_index), tmp_path / "run")
+    resumed = Trainer(toy_config(toy_index), tmp_path / "run")
     assert resumed.resume() and resumed.step == 3
     for name, tensor in before.items():  # the bad step changed no weight
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -78,7 +73,7 @@ def test_bad_config_is_refused_by_name(toy_index):
     with pytest.raises(ValueError, match=r"unknown training config keys \['learning_rate'\]"):
         TrainConfig.from_dict({"data": str(toy_index), "learning_rate": 1e-4})
     with pytest.raises(ValueError, match="num_frames: expected \\(T - 1\\) % 8 == 0, got 10"):
-        config(toy_index, num_frames=10)
+        toy_config(toy_index, num_frames=10)
 
 
 def _parallel_worker(rank, world, index, out, init, parallel):
@@ -86,7 +81,7 @@ def _parallel_worker(rank, world, index, out, init, parallel):
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    trainer = Trainer(config(index, batch_size=1, parallel=parallel), out)
+    trainer = Trainer(toy_config(index, batch_size=1, parallel=parallel), out)
     rows = trainer.fit(3, progress=False)  # saves a checkpoint at the last step (full tensors, rank 0)
     if rank == 0:
         torch.save({"losses": [r["loss"] for r in rows]}, out / "losses.pt")
@@ -100,10 +95,10 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path, toy_index
     out = tmp_path / parallel
     torch.multiprocessing.spawn(_parallel_worker, args=(2, toy_index, out, f"file://{tmp_path}/pg", parallel),
                                 nprocs=2, join=True)
-    single = Trainer(config(toy_index, batch_size=2), tmp_path / "single")
+    single = Trainer(toy_config(toy_index, batch_size=2), tmp_path / "single")
     losses = [r["loss"] for r in single.fit(3, progress=False)]
     assert losses == pytest.approx(torch.load(out / "losses.pt")["losses"], rel=1e-5)
-    resumed = Trainer(config(toy_index, batch_size=2), out)
+    resumed = Trainer(toy_config(toy_index, batch_size=2), out)
     assert resumed.resume() and resumed.step == 3
     for name, tensor in single.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=1e-4, atol=1e-6,
@@ -121,7 +116,7 @@ def test_multi_resolution_buckets_train_one_shape_per_batch(tmp_path, one_thread
     records += [{**r, "path": f"wide/{r['path']}"} for r in _json.loads(wide.read_text())]
     index = tmp_path / "all.json"
     index.write_text(_json.dumps(records))
-    cfg = config(index, max_hxw=3072, hw_stride=16, batch_size=2)
+    cfg = toy_config(index, max_hxw=3072, hw_stride=16, batch_size=2)
     trainer = Trainer(cfg, tmp_path / "run")
     assert sorted(set(trainer.data.shapes)) == ["9x48x48", "9x48x64"]  # 32x48 snaps to 3:4, within 3,072 px
     seen = set()
@@ -133,8 +128,8 @@ def test_multi_resolution_buckets_train_one_shape_per_batch(tmp_path, one_thread
 
 
 def test_ffn_checkpointing_changes_memory_not_results(tmp_path, toy_index, one_thread):
-    plain = Trainer(config(toy_index), tmp_path / "plain")
-    recompute = Trainer(config(toy_index, checkpoint_ff=True), tmp_path / "ckpt")
+    plain = Trainer(toy_config(toy_index), tmp_path / "plain")
+    recompute = Trainer(toy_config(toy_index, checkpoint_ff=True), tmp_path / "ckpt")
     from suv.models.layers import FeedForward
 
     ffns = [m for m in recompute.model.modules() if isinstance(m, FeedForward)]
