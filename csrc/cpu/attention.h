@@ -206,6 +206,8 @@ void store(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D,
     const A* s = src + i * D;
     if constexpr (std::is_same_v<T, A>) {
       std::copy(s, s + D, dst);
+    } else if constexpr (std::is_same_v<A, float> && kReduced<T>) {
+      at::vec::convert(s, dst, D);  // vectorised rounding
     } else {
       for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<T>(s[d]);
     }

@@ -50,7 +50,7 @@ struct Forward {
       std::fill(p, p + kn, T(0));
       return;
     }
-    const float alpha = std::exp(w.m[r] - m_new);
+    const float alpha = m_new == w.m[r] ? 1.f : std::exp(w.m[r] - m_new);  // the max rarely moves late in a row
     w.l[r] = w.l[r] * alpha + exp_scaled_sum_to_best(s, kn, scale, m_new, p);
     if (alpha != 1.f) scale_row(w.acc.data() + r * P.D, P.D, alpha);
     w.m[r] = m_new;
@@ -101,7 +101,7 @@ struct Forward {
         if (m_new == -kInf<A> || w.nan[r]) {  // every key so far masked (or a NaN row): the tile adds nothing
           std::fill(s, s + kn, A(0));
         } else {
-          const A alpha = std::exp(w.m[r] - m_new);
+          const A alpha = m_new == w.m[r] ? A(1) : std::exp(w.m[r] - m_new);
           w.l[r] = w.l[r] * alpha + exp_sub_sum(s, kn, m_new);
           if (alpha != A(1)) scale_row(w.acc.data() + r * D, D, alpha);
           w.m[r] = m_new;
