@@ -9,7 +9,7 @@ from torch import nn
 
 import skiparse
 
-from ..parallel import sequence_parallel_attention, sum_grad_over_group, tokens_to_heads
+from ..parallel import head_shard_attention, sum_grad_over_group, tokens_to_heads
 from .layers import RMSNorm
 
 
@@ -73,9 +73,9 @@ class JointAttention(nn.Module):
             q = tokens_to_heads(q, ctx.sp_group)
             k = tokens_to_heads(k, ctx.sp_group)
             v = tokens_to_heads(v, ctx.sp_group)
-            out, text_out = sequence_parallel_attention(q, k, v, self.sparsity, self.group, tq, tk, tv,
-                                                        text_mask=ctx.text_mask, video_mask=ctx.video_mask,
-                                                        group=ctx.sp_group, heads_split=True)  # fmt: skip
+            out, text_out = head_shard_attention(q, k, v, self.sparsity, self.group, tq, tk, tv,
+                                                 text_mask=ctx.text_mask, video_mask=ctx.video_mask,
+                                                 group=ctx.sp_group)  # fmt: skip
             if self.to_add_out is not None:
                 text_out = sum_grad_over_group(text_out, ctx.sp_group)
         out = self.to_out[1](self.to_out[0](out.flatten(2)))

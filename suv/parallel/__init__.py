@@ -9,6 +9,7 @@ from .generation import (
 )
 from .sequence import (
     gather_tokens,
+    head_shard_attention,
     sequence_parallel_attention,
     sequence_parallel_group,
     split_tokens,
@@ -19,6 +20,6 @@ from .sequence import (
 
 __all__ = [
     "GenerationGroups", "check_generation_layout", "exchange_branches", "generation_groups", "world_size",
-    "gather_tokens", "sequence_parallel_attention", "sequence_parallel_group", "split_tokens", "sum_grad_over_group",
-    "sum_sequence_parallel_grads", "tokens_to_heads",
+    "gather_tokens", "head_shard_attention", "sequence_parallel_attention", "sequence_parallel_group", "split_tokens",
+    "sum_grad_over_group", "sum_sequence_parallel_grads", "tokens_to_heads",
 ]

@@ -153,28 +153,37 @@ def tokens_to_heads(x: torch.Tensor, group=None) -> torch.Tensor:
     return _Exchange.apply(x, group, True)
 
 
-def sequence_parallel_attention(q, k, v, sparsity=4, group_skip=False, text_q=None, text_k=None, text_v=None,
-                                text_mask=None, video_mask=None, scale=None, group=None, heads_split=False):
-    """:func:`skiparse.skiparse_attention` with the video sequence split over ``group`` (default: the world).
+def head_shard_attention(q, k, v, sparsity=4, group_skip=False, text_q=None, text_k=None, text_v=None, text_mask=None,
+                         video_mask=None, scale=None, group=None):
+    """:func:`skiparse.skiparse_attention` of this rank's heads, on the whole video sequence.
 
     Args:
-        q, k, v: ``(B, L / W, H, D)``, this rank's contiguous chunk of the natural-order video tokens; or, with
-            ``heads_split``, already exchanged by :func:`tokens_to_heads` to ``(B, L, H / W, D)``.
+        q, k, v: ``(B, L, H / W, D)``, this rank's heads of all the natural-order video tokens, as
+            :func:`tokens_to_heads` returns them (a caller that exchanges each as soon as it is computed holds one
+            projection's token chunk at a time).
         text_q, text_k, text_v: ``(B, T, H, D)``, the same on every rank. ``text_mask (B, T)`` likewise.
         video_mask: ``(B, L)``, the whole sequence's key mask, on every rank.
 
     Returns:
-        ``out (B, L / W, H, D)`` for this rank's chunk, and ``text_out (B, T, H, D)`` (replicated) or None.
+        ``out (B, L / W, H, D)`` for this rank's token chunk, and ``text_out (B, T, H, D)`` (replicated) or None.
     """
-    W, rank = dist.get_world_size(group), dist.get_rank(group)
-    H = q.shape[2] * (W if heads_split else 1)
-    if H % W:
-        raise ValueError(f"sequence parallel: heads ({H}) must be divisible by the group size ({W})")
-    heads = slice(rank * (H // W), (rank + 1) * (H // W))
-    if not heads_split:
-        q, k, v = (tokens_to_heads(x, group) for x in (q, k, v))
+    rank = dist.get_rank(group)
+    heads = slice(rank * q.shape[2], (rank + 1) * q.shape[2])
     text = [None if t is None else t[:, :, heads] for t in (text_q, text_k, text_v)]
     out, text_out = skiparse.skiparse_attention(q, k, v, sparsity, group_skip, *text, text_mask=text_mask,
                                                 video_mask=video_mask, scale=scale)
     out = _Exchange.apply(out, group, False)
     return out, (None if text_out is None else _Gather.apply(text_out, group, 2))
+
+
+def sequence_parallel_attention(q, k, v, sparsity=4, group_skip=False, text_q=None, text_k=None, text_v=None,
+                                text_mask=None, video_mask=None, scale=None, group=None):
+    """:func:`skiparse.skiparse_attention` with the video sequence split over ``group`` (default: the world):
+    ``q, k, v (B, L / W, H, D)`` are this rank's contiguous chunk of the natural-order video tokens; the rest and the
+    returns are as in :func:`head_shard_attention`."""
+    W = dist.get_world_size(group)
+    if q.shape[2] % W:
+        raise ValueError(f"sequence parallel: heads ({q.shape[2]}) must be divisible by the group size ({W})")
+    q, k, v = (tokens_to_heads(x, group) for x in (q, k, v))
+    return head_shard_attention(q, k, v, sparsity, group_skip, text_q, text_k, text_v, text_mask, video_mask, scale,
+                                group)
