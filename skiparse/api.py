@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from . import _validate, ops, reference  # noqa: F401  (ops defines torch.ops.skiparse)
-from .backends import resolve, status
+from .backends import resolve
+from .backends.cpu import native_low_precision
 
 
 def skiparse_attention(
@@ -106,15 +107,6 @@ def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     f32 = [None if t is None else t.float() for t in (x, weight, bias, context)]
     return torch.ops.skiparse.conv3d_3x3(*f32).to(x.dtype)
 
-
-def native_low_precision(dtype: torch.dtype) -> bool:
-    """Whether this CPU computes ``dtype`` (bf16/fp16) GEMMs natively (AMX or AVX512-BF16 through oneDNN, as capped by
-    ``ONEDNN_MAX_CPU_ISA``); False without the C++ extension."""
-    if dtype not in (torch.bfloat16, torch.float16) or not status("cpu")[0]:
-        return False
-    from . import _C
-
-    return _C.native_lowp(dtype == torch.float16)
 
 
 # Below this many output pixels the weight transform (36 values per 3x3 filter, written once per call) costs more

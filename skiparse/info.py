@@ -7,6 +7,7 @@ import torch
 
 from . import __version__
 from .backends import BACKENDS, requested, status
+from .backends.cpu import native_low_precision
 
 
 def cpu_model() -> str:
@@ -40,7 +41,7 @@ def cpu_kernels() -> str:
         return f"CPU kernels off: {why}"
     from . import _C
 
-    amx = {name: _C.native_lowp(half) for name, half in (("bf16", False), ("fp16", True))}
+    amx = {name: native_low_precision(dtype) for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16))}
     return (f"CPU kernels: {_C.kernel_isa()} build (ATen capability {torch.backends.cpu.get_cpu_capability()}, "
             f"ATEN_CPU_CAPABILITY caps it); AMX: " +
             ", ".join(f"{n} {'on' if on else 'off'}" for n, on in amx.items()) +
