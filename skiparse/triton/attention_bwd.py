@@ -109,28 +109,32 @@ def _key_segment(dq, q, do, lse2, delta, qk_scale, k_base, v_base, mask_base, sk
                  sparsity, offs_n, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                  HAS_MASK: tl.constexpr, GATHER: tl.constexpr, PRECISION: tl.constexpr):
     """Walk the ``n_keys`` keys of one segment for a query tile's dQ, tiles addressed as in :func:`_query_segment`.
-    The key mask (``mask_base[row]``, uint8) acts on the probabilities, never on the K/V loads. A trip loads the
-    next tile's mask bytes, so that their latency overlaps a tile's work, and so that the dS operand is not laid out
-    for 8-bit data (Triton sizes a dot operand by the narrowest load it depends on within the trip)."""
+    The key mask (``mask_base[row]``, uint8) acts on the exponents, never on the K/V loads. A trip loads the next
+    tile's mask bytes, so that their latency overlaps a tile's work, and so that the dS operand is not laid out for
+    8-bit data (Triton sizes a dot operand by the narrowest load it depends on within the trip); the loop stops one
+    full tile early so that this load is never out of bounds, and needs no predicate."""
     rows = rows0
     k_off = rows[:, None] * sk + offs_d[None, :]
     v_off = rows[:, None] * sv + offs_d[None, :]
     full = n_keys // BLOCK_N * BLOCK_N
     cap = _score_cap(tl.load(mask_base + rows, mask=offs_n < full, other=0) != 0) if HAS_MASK else None
-    for start in range(0, full, BLOCK_N):
+    for start in range(0, full - BLOCK_N, BLOCK_N):
         k = load_tile(k_base + k_off, offs_n, offs_d, HEAD_DIM, BLOCK_D, False)
         v = load_tile(v_base + v_off, offs_n, offs_d, HEAD_DIM, BLOCK_D, False)
         dq = _dq_step(dq, q, do, lse2, delta, k, v, cap, qk_scale, HAS_MASK, PRECISION)
         rows, k_off, v_off = _next_rows(rows, k_off, v_off, sk, sv, start + BLOCK_N, row_step, sub, sparsity, offs_n,
                                         offs_d, GATHER)
         if HAS_MASK:
-            cap = _score_cap(tl.load(mask_base + rows, mask=offs_n < full - start - BLOCK_N, other=0) != 0)
-    for start in tl.range(full, n_keys, BLOCK_N, num_stages=1):
+            cap = _score_cap(tl.load(mask_base + rows) != 0)
+    # The last full tile and the partial one, bounded: a loop of at most two trips, scheduled on its own.
+    for start in tl.range(tl.maximum(full - BLOCK_N, 0), n_keys, BLOCK_N, num_stages=1):
         real = offs_n < n_keys - start
         k = load_tile(k_base + k_off, real, offs_d, HEAD_DIM, BLOCK_D, True)
         v = load_tile(v_base + v_off, real, offs_d, HEAD_DIM, BLOCK_D, True)
         dq = _dq_step(dq, q, do, lse2, delta, k, v, _score_cap(key_mask(real, mask_base, rows, HAS_MASK)), qk_scale,
                       True, PRECISION)
+        rows, k_off, v_off = _next_rows(rows, k_off, v_off, sk, sv, start + BLOCK_N, row_step, sub, sparsity, offs_n,
+                                        offs_d, GATHER)
     return dq
 
 
