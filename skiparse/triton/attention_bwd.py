@@ -101,6 +101,7 @@ def _dq_step(dq, q, do, lse2, delta, k, v, cap, qk_scale, MASKED: tl.constexpr, 
 
 @triton.jit
 def _score_cap(keep):
+    """Exponent caps of keys: ``+inf`` where ``keep``, else ``-inf``."""
     return tl.where(keep, float("inf"), float("-inf"))
 
 
@@ -296,8 +297,8 @@ def aot_specs() -> list[configs.KernelSpec]:
             for text in (False, True):
                 specs.append(configs.KernelSpec(
                     f"{name} d{d} {'text' if text else 'video'}-{switch[5]}".lower(), fn, sig,
-                    configs.attention_aot_flags(d, GATHER=False, **{switch: text}), {arch: tuned[arch][d] for arch in configs.ARCHS},
-                    configs.strides(fn),
+                    configs.attention_aot_flags(d, GATHER=False, **{switch: text}),
+                    {arch: tuned[arch][d] for arch in configs.ARCHS}, configs.strides(fn),
                 ))
     delta = configs.signature(row_delta_kernel, "bf16", data=("A", "P"), fp32=("OUT",), floats=("scale",))
     specs += [configs.KernelSpec(f"row_delta d{d}", row_delta_kernel, delta, dict(HEAD_DIM=d, BLOCK_D=d),
