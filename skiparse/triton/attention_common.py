@@ -69,20 +69,17 @@ def program_coords(sparsity):
 
 
 @triton.jit
-def load_keys(k_base, v_base, k_stride, v_stride, rows, real, mask_base, offs_d, HEAD_DIM: tl.constexpr,
-              HAS_MASK: tl.constexpr):
-    """``(valid, K tile, V tile)`` of ``rows``: ``valid`` is real and not masked; other rows load as zeros."""
-    valid = key_mask(real, mask_base, rows, HAS_MASK)
-    k = load_rows(k_base, rows, k_stride, valid, offs_d, HEAD_DIM)
-    return valid, k, load_rows(v_base, rows, v_stride, valid, offs_d, HEAD_DIM)
-
-
-@triton.jit
-def load_queries(q_base, q_stride, do_base, do_stride, lse_base, delta_base, rows, valid, offs_d,
-                 HEAD_DIM: tl.constexpr):
-    """Backward inputs of query ``rows``: Q and dO tiles, logsumexp in log2 units (+inf for absent rows, so their
-    probabilities are 0) and delta."""
-    q = load_rows(q_base, rows, q_stride, valid, offs_d, HEAD_DIM)
-    do = load_rows(do_base, rows, do_stride, valid, offs_d, HEAD_DIM)
-    lse2 = tl.load(lse_base + rows, mask=valid, other=float("inf")) * LOG2E
-    return q, do, lse2, tl.load(delta_base + rows, mask=valid, other=0.0)
+def load_queries(q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, rows_ok, lse_shift, delta_scale, offs_d,
+                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ROWS_MASKED: tl.constexpr):
+    """Backward inputs of a query tile from their pointers: Q and dO tiles, the logsumexp in log2 units plus
+    ``lse_shift`` (``+inf`` for absent rows, so that their probabilities are 0) and ``delta * delta_scale``.
+    Predicated only on ``rows_ok`` when ``ROWS_MASKED`` (see :func:`load_tile`)."""
+    q = load_tile(q_ptrs, rows_ok, offs_d, HEAD_DIM, BLOCK_D, ROWS_MASKED)
+    do = load_tile(do_ptrs, rows_ok, offs_d, HEAD_DIM, BLOCK_D, ROWS_MASKED)
+    if ROWS_MASKED:
+        lse = tl.load(lse_ptrs, mask=rows_ok, other=float("inf"))
+        delta = tl.load(delta_ptrs, mask=rows_ok, other=0.0)
+    else:
+        lse = tl.load(lse_ptrs)
+        delta = tl.load(delta_ptrs)
+    return q, do, lse * LOG2E + lse_shift, delta * delta_scale

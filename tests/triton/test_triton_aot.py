@@ -102,16 +102,32 @@ def test_sass_loops_are_found_by_their_backward_branch():
     assert sass_loops.main_loop(SASS) == sass_loops.Loop(1, 4, 1)
 
 
-def test_loop_report_compares_with_the_dense_kernel():
+@pytest.mark.parametrize("kernel", ["fwd", "dkdv", "dq"])
+def test_loop_report_compares_with_the_dense_kernel(kernel):
     code = (
         "from skiparse.triton import aot\n"
-        "rows = [aot.loop_one((n, 80, 64, 0)) for n in ('dense', 'single')]\n"
+        f"rows = [aot.loop_one(({kernel!r}, n, 80, 64, 0)) for n in ('dense', 'single')]\n"
         "print(rows)\n"
         "assert all(r['instructions'] > 50 and r['mma'] > 0 and r['spill_bytes'] == 0 for r in rows), rows\n"
         "rows += [dict(rows[1], variant=v) for v in ('group', 'single+masks', 'group+masks')]\n"
         "table, ok = aot.loop_report(rows)\n"
         "print(table)\n"
-        "assert 'sm_80   64 BLOCK_M=128 BLOCK_N=64 w8 s3' in table\n"
+        f"assert table.splitlines()[1].startswith({kernel!r}), table\n"
+        "assert 'sm_80   64 BLOCK_M=' in table and list(ok) == [" + repr(kernel) + "]\n"
     )
     r = run_aot(code=code)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_loop_verdict_covers_forward_and_backward():
+    assert aot.loop_verdict({"fwd": True, "dkdv": True, "dq": True}) == "loop targets: forward MET, backward MET"
+    assert aot.loop_verdict({"fwd": True, "dkdv": True, "dq": False}) == "loop targets: forward MET, backward NOT MET"
+    assert aot.loop_verdict({"fwd": False, "dkdv": True}) == "loop targets: forward NOT MET, backward MET"
+
+
+def test_loop_report_flags_rows_over_target():
+    rows = [dict(kernel="dq", variant=v, arch=90, head_dim=128, config="c", instructions=n, error="")
+            for v, n in (("dense", 100), ("single", 115), ("group", 116), ("single+masks", 100), ("group+masks", 90))]
+    table, ok = aot.loop_report(rows)
+    assert ok == {"dq": False}
+    assert "115  1.15x " in table and "116  1.16x (!)" in table

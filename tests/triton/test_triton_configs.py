@@ -26,10 +26,10 @@ pytestmark = [pytest.mark.configs,
 KERNELS = {
     "fwd": (attention_fwd.attention_fwd, attention_fwd.with_gather(attention_fwd.attention_fwd_kernel), "TEXT_QUERIES",
             attention_fwd.CONFIGS),
-    "dkdv": (attention_bwd.attention_bwd_dkdv, attention_bwd.attention_bwd_dkdv_kernel, "TEXT_KEYS",
-             attention_bwd.DKDV_CONFIGS),
-    "dq": (attention_bwd.attention_bwd_dq, attention_bwd.attention_bwd_dq_kernel, "TEXT_QUERIES",
-           attention_bwd.DQ_CONFIGS),
+    "dkdv": (attention_bwd.attention_bwd_dkdv, attention_bwd.dkdv_gather(attention_bwd.attention_bwd_dkdv_kernel),
+             "TEXT_KEYS", attention_bwd.DKDV_CONFIGS),
+    "dq": (attention_bwd.attention_bwd_dq, attention_bwd.dq_gather(attention_bwd.attention_bwd_dq_kernel),
+           "TEXT_QUERIES", attention_bwd.DQ_CONFIGS),
 }
 
 
