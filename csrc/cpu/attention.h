@@ -105,7 +105,10 @@ struct Problem {
   const bool* text_mask;   // (B, T) contiguous or null; true = real token
 
   // Tiles of sub-sequence `sub`, each at most `tile` rows, video lanes first, then the text rows.
-  std::vector<Tile> tiles(int64_t sub, int64_t tile) const {
+  // With `across_lanes`, the video lanes are taken as one sequence and cut into near-equal parts that may span
+  // lanes (a tile's rows are gathered anyway in the forward): group-skip's short lanes (k = 8 at the paper shape:
+  // 576 rows) then give full 512-key and 256-query tiles instead of parts of 288 and 192.
+  std::vector<Tile> tiles(int64_t sub, int64_t tile, bool across_lanes = false) const {
     std::vector<Tile> out;
     auto add = [&](bool text, std::vector<Run> runs) {
       int64_t n = 0;
@@ -114,29 +117,57 @@ struct Problem {
     };
     // Near-equal parts of a long run, rounded up to 32 rows: the GEMMs then have no ragged AMX tiles and the row
     // passes no scalar tails but in the last part (a 2304-row lane in 5 parts of 461 made group k = 4 1.3x slower).
-    auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {
+    auto part_size = [&](int64_t count) {
       const int64_t parts = (count + tile - 1) / tile;
-      const int64_t size = std::min(tile, ((count + parts - 1) / parts + 31) / 32 * 32);
+      return std::min(tile, ((count + parts - 1) / parts + 31) / 32 * 32);
+    };
+    auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {
+      const int64_t size = part_size(count);
       for (int64_t i = 0; i < count; i += size) add(text, {{start + i * stride, stride, std::min(size, count - i)}});
     };
-    std::vector<Run> packed;
-    int64_t packed_n = 0;
+    std::vector<Lane> lanes;
+    int64_t total = 0;
     for (int64_t j = 0; j < num_lanes(k, group); ++j) {
       const Lane ln = lane(sub, j, L, k, group);
-      if (ln.count == 0) continue;
-      if (2 * ln.count > tile) {
-        cut(false, ln.start, ln.stride, ln.count);
-        continue;
-      }
-      if (packed_n + ln.count > tile) {
-        add(false, std::move(packed));
-        packed.clear();
-        packed_n = 0;
-      }
-      packed.push_back({ln.start, ln.stride, ln.count});
-      packed_n += ln.count;
+      if (ln.count > 0) lanes.push_back(ln);
+      total += ln.count;
     }
-    add(false, std::move(packed));
+    if (across_lanes && total > 0) {
+      const int64_t size = part_size(total);
+      std::vector<Run> runs;
+      int64_t n = 0;
+      for (const Lane& ln : lanes) {
+        for (int64_t i = 0; i < ln.count;) {
+          const int64_t take = std::min(ln.count - i, size - n);
+          runs.push_back({ln.start + i * ln.stride, ln.stride, take});
+          i += take;
+          n += take;
+          if (n == size) {
+            add(false, std::move(runs));
+            runs.clear();
+            n = 0;
+          }
+        }
+      }
+      add(false, std::move(runs));
+    } else if (!across_lanes) {
+      std::vector<Run> packed;
+      int64_t packed_n = 0;
+      for (const Lane& ln : lanes) {
+        if (2 * ln.count > tile) {
+          cut(false, ln.start, ln.stride, ln.count);
+          continue;
+        }
+        if (packed_n + ln.count > tile) {
+          add(false, std::move(packed));
+          packed.clear();
+          packed_n = 0;
+        }
+        packed.push_back({ln.start, ln.stride, ln.count});
+        packed_n += ln.count;
+      }
+      add(false, std::move(packed));
+    }
     if (T > 0) cut(true, 0, 1, T);
     return out;
   }
@@ -156,10 +187,11 @@ struct Problem {
 // The query and key tiles of every sub-sequence.
 struct Schedule {
   std::vector<std::vector<Tile>> queries, keys;
-  explicit Schedule(const Problem& P) : queries(P.k), keys(P.k) {
+  // across_lanes: see Problem::tiles (the forward; the backward accumulates dK, dV in place on single-run tiles).
+  explicit Schedule(const Problem& P, bool across_lanes = false) : queries(P.k), keys(P.k) {
     for (int64_t s = 0; s < P.k; ++s) {
-      queries[s] = P.tiles(s, kQueryTile);
-      keys[s] = P.tiles(s, kKeyTile);
+      queries[s] = P.tiles(s, kQueryTile, across_lanes);
+      keys[s] = P.tiles(s, kKeyTile, across_lanes);
     }
   }
 };

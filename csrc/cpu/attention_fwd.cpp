@@ -176,7 +176,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> attention_forward(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "skiparse_attention_forward", [&] {
     using A = acc_t<scalar_t>;
     using Op = Operand<scalar_t>;
-    const Schedule sched(P);
+    const Schedule sched(P, /*across_lanes=*/true);
     std::optional<KeyPacks<scalar_t>> packs;
     if (native_lowp<scalar_t>() && P.D % 2 == 0) {
       const Op ops[2][2] = {{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}};
