@@ -57,9 +57,15 @@ class _Problem:
                 f"skiparse triton backend: a sequence spans {span:,} elements (rows x row stride); the kernels "
                 "address rows with 32-bit offsets, so it must stay below 2^31 (split the batch or the sequence)"
             )
-        # The kernels index masks as contiguous (B, N) bytes: a sliced, expanded or transposed mask is copied once
-        # (B x N bytes). A missing mask is a never-read stand-in.
-        self.masks = tuple(m.contiguous().view(torch.uint8) if m is not None else q for m in (text_mask, video_mask))
+        # Every kernel reads key masks as fp32 score caps (+inf keep, -inf masked), the video mask in position order
+        # (B, k, SUB): a contiguous run per key tile, whatever the layout of the mask passed. B x (L + T) x 4 bytes,
+        # built once per call. A missing mask is a never-read stand-in.
+        caps = [None if m is None else torch.where(m, torch.inf, -torch.inf).float().contiguous()
+                for m in (text_mask, video_mask)]
+        if video_mask is not None:
+            by_position = reorder.reorder(caps[1], sparsity, group).view(sparsity, self.B, self.SUB)
+            caps[1] = by_position.transpose(0, 1).contiguous()
+        self.caps = tuple(c if c is not None else self.stats(1) for c in caps)
         self.flags = dict(
             HEAD_DIM=self.D, BLOCK_D=max(16, triton.next_power_of_2(self.D)), GROUP=group,
             HAS_TMASK=text_mask is not None, HAS_VMASK=video_mask is not None, PRECISION=_precision(q.dtype),
@@ -90,15 +96,7 @@ def forward(q, k, v, text_q, text_k, text_v, text_mask, video_mask, sparsity, gr
     B, L, H, D, T = p.B, p.L, p.H, p.D, p.T
     out = q.new_empty((B, L, H, D))
     lse, text_parts, text_lse = p.stats(B, H, L), p.stats(B, sparsity, T, H, D), p.stats(B, H, sparsity, T)
-    # The forward reads key masks as fp32 score caps (+inf keep, -inf masked), the video mask in position order
-    # (B, k, SUB): a contiguous run per key tile. B x (L + T) x 4 bytes, built once.
-    caps = [None if m is None else torch.where(m, torch.inf, -torch.inf).float().contiguous()
-            for m in (text_mask, video_mask)]
-    if video_mask is not None:
-        by_position = reorder.reorder(caps[1], sparsity, group).view(sparsity, B, p.SUB)
-        caps[1] = by_position.transpose(0, 1).contiguous()
-    caps = [c if c is not None else p.stats(1) for c in caps]
-    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, *caps, out, lse, text_parts, text_lse,
+    p.launch(attention_fwd, "BLOCK_M", "TEXT_QUERIES", *p.tensors, *p.caps, out, lse, text_parts, text_lse,
              (abs(scale) or 1.0) * _LOG2E)
     text_out = text_parts.mean(1).to(q.dtype)
     return out, text_out, lse, text_parts, text_lse
@@ -129,7 +127,7 @@ def backward(dout, dtext_out, q, k, v, text_q, text_k, text_v, text_mask, video_
     text_delta = _row_delta(dtext_out, text_parts, 1.0 / sparsity, sparsity)
     dq, dk, dv = (x.new_empty((B, L, H, D)) for x in (q, k, v))
     dtq, dtk, dtv = (p.stats(B, sparsity, T, H, D) for _ in range(3))
-    common = (*p.tensors, *p.masks, dout, dtext_out, lse, text_lse, delta, text_delta)
+    common = (*p.tensors, *p.caps, dout, dtext_out, lse, text_lse, delta, text_delta)
     scales = (scale, scale * _LOG2E, 1.0 / sparsity)
     p.launch(attention_bwd_dkdv, "BLOCK_N", "TEXT_KEYS", *common, dk, dv, dtk, dtv, *scales)
     p.launch(attention_bwd_dq, "BLOCK_M", "TEXT_QUERIES", *common, dq, dtq, *scales)

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from . import configs
 from .attention_common import (
-    key_mask, load_queries, load_rows, load_tile, program_coords, store_rows, text_rows, video_rows,
+    key_kept, load_queries, load_rows, load_tile, partial_caps, program_coords, store_rows, text_rows, video_rows,
 )
 from .index import natural_row, sub_count
 
@@ -100,48 +100,36 @@ def _dq_step(dq, q, do, lse2, delta, k, v, cap, qk_scale, MASKED: tl.constexpr, 
 
 
 @triton.jit
-def _score_cap(keep):
-    """Exponent caps of keys: ``+inf`` where ``keep``, else ``-inf``."""
-    return tl.where(keep, float("inf"), float("-inf"))
-
-
-@triton.jit
-def _key_segment(dq, q, do, lse2, delta, qk_scale, k_base, v_base, mask_base, sk, sv, n_keys, rows0, row_step, sub,
+def _key_segment(dq, q, do, lse2, delta, qk_scale, k_base, v_base, cap_base, sk, sv, n_keys, rows0, row_step, sub,
                  sparsity, offs_n, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                  HAS_MASK: tl.constexpr, GATHER: tl.constexpr, PRECISION: tl.constexpr):
     """Walk the ``n_keys`` keys of one segment for a query tile's dQ, tiles addressed as in :func:`_query_segment`.
-    The key mask (``mask_base[row]``, uint8) acts on the exponents, never on the K/V loads. A trip loads the next
-    tile's mask bytes, so that their latency overlaps a tile's work, and so that the dS operand is not laid out for
-    8-bit data (Triton sizes a dot operand by the narrowest load it depends on within the trip); the loop stops one
-    full tile early so that this load is never out of bounds, and needs no predicate."""
+    The key mask is read as the forward reads it (``attention_fwd._key_segment``): fp32 caps in position order
+    (``cap_base[pos]``), one contiguous run per tile, acting on the exponents, never on the K/V loads."""
     rows = rows0
     k_off = rows[:, None] * sk + offs_d[None, :]
     v_off = rows[:, None] * sv + offs_d[None, :]
     full = n_keys // BLOCK_N * BLOCK_N
-    cap = _score_cap(tl.load(mask_base + rows, mask=offs_n < full, other=0) != 0) if HAS_MASK else None
-    for start in range(0, full - BLOCK_N, BLOCK_N):
+    for start in range(0, full, BLOCK_N):
         k = load_tile(k_base + k_off, offs_n, offs_d, HEAD_DIM, BLOCK_D, False)
         v = load_tile(v_base + v_off, offs_n, offs_d, HEAD_DIM, BLOCK_D, False)
+        cap = tl.load(cap_base + start + offs_n) if HAS_MASK else None
         dq = _dq_step(dq, q, do, lse2, delta, k, v, cap, qk_scale, HAS_MASK, PRECISION)
         rows, k_off, v_off = _next_rows(rows, k_off, v_off, sk, sv, start + BLOCK_N, row_step, sub, sparsity, offs_n,
                                         offs_d, GATHER)
-        if HAS_MASK:
-            cap = _score_cap(tl.load(mask_base + rows) != 0)
-    # The last full tile and the partial one, bounded: a loop of at most two trips, scheduled on its own.
-    for start in tl.range(tl.maximum(full - BLOCK_N, 0), n_keys, BLOCK_N, num_stages=1):
+    # The partial last tile, if any: a loop of at most one trip, so that it is scheduled on its own.
+    for start in tl.range(full, n_keys, BLOCK_N, num_stages=1):
         real = offs_n < n_keys - start
         k = load_tile(k_base + k_off, real, offs_d, HEAD_DIM, BLOCK_D, True)
         v = load_tile(v_base + v_off, real, offs_d, HEAD_DIM, BLOCK_D, True)
-        dq = _dq_step(dq, q, do, lse2, delta, k, v, _score_cap(key_mask(real, mask_base, rows, HAS_MASK)), qk_scale,
-                      True, PRECISION)
-        rows, k_off, v_off = _next_rows(rows, k_off, v_off, sk, sv, start + BLOCK_N, row_step, sub, sparsity, offs_n,
-                                        offs_d, GATHER)
+        cap = partial_caps(cap_base + start + offs_n, real, HAS_MASK)
+        dq = _dq_step(dq, q, do, lse2, delta, k, v, cap, qk_scale, True, PRECISION)
     return dq
 
 
 @triton.jit
 def attention_bwd_dkdv_kernel(
-    Q, K, V, TQ, TK, TV, TMASK, VMASK,  # key masks: (B, T), (B, L) contiguous uint8
+    Q, K, V, TQ, TK, TV, TMASK, VMASK,  # key masks as fp32 score caps, as in the forward: (B, T), (B, k, SUB)
     DO, DTO, LSE, TLSE, DELTA, TDELTA,  # dO (B, L, H, D), dtext_out (B, T, H, D) contiguous; stats as in fwd
     DK, DV, DTK, DTV,  # (B, L, H, D) contiguous; text parts (B, k, T, H, D) fp32
     sm_scale, qk_scale, inv_k,
@@ -160,12 +148,10 @@ def attention_bwd_dkdv_kernel(
         k_rows, k_real = text_rows(tile * BLOCK_N, offs_n, T)
         k = load_rows(TK + b * stk_b + h * stk_h, k_rows, stk_l, k_real, offs_d, HEAD_DIM)
         v = load_rows(TV + b * stv_b + h * stv_h, k_rows, stv_l, k_real, offs_d, HEAD_DIM)
-        k_valid = key_mask(k_real, TMASK + b * T, k_rows, HAS_TMASK)
     else:
         k_rows, k_real = video_rows(tile * BLOCK_N, offs_n, s, SUB, L, sparsity, GROUP)
         k = load_rows(K + b * sk_b + h * sk_h, k_rows, sk_l, k_real, offs_d, HEAD_DIM)
         v = load_rows(V + b * sv_b + h * sv_h, k_rows, sv_l, k_real, offs_d, HEAD_DIM)
-        k_valid = key_mask(k_real, VMASK + b * L, k_rows, HAS_VMASK)
 
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
@@ -183,7 +169,12 @@ def attention_bwd_dkdv_kernel(
         TDELTA + stats, stq_l, H * HEAD_DIM, -tl.math.log2(inv_k), 1.0 / inv_k, T, offs_m, BLOCK_M, s, sparsity,
         offs_m, offs_d, HEAD_DIM, BLOCK_D, BLOCK_M, False, PRECISION)
 
-    # Masked keys get zero gradients, which are stored too: every real row is written exactly once.
+    # Masked keys get zero gradients, which are stored too: every real row is written exactly once. Their caps are
+    # read only now, so that they hold no registers during the walk.
+    if TEXT_KEYS:
+        k_valid = key_kept(k_real, TMASK + b * T + k_rows, HAS_TMASK)
+    else:
+        k_valid = key_kept(k_real, VMASK + (b * sparsity + s) * SUB + tile * BLOCK_N + offs_n, HAS_VMASK)
     dk = tl.where(k_valid[:, None], dk * sm_scale, 0.0)
     dv = tl.where(k_valid[:, None], dv, 0.0)
     if TEXT_KEYS:
@@ -231,7 +222,8 @@ def attention_bwd_dq_kernel(
 
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     dq = _key_segment(
-        dq, q, do, lse2, delta, qk_scale, K + b * sk_b + h * sk_h, V + b * sv_b + h * sv_h, VMASK + b * L, sk_l, sv_l,
+        dq, q, do, lse2, delta, qk_scale, K + b * sk_b + h * sk_h, V + b * sv_b + h * sv_h,
+        VMASK + (b * sparsity + s) * SUB, sk_l, sv_l,
         sub_count(s, L, sparsity, GROUP), natural_row(offs_n, s, sparsity, GROUP), BLOCK_N * sparsity, s, sparsity,
         offs_n, offs_d, HEAD_DIM, BLOCK_D, BLOCK_N, HAS_VMASK, GATHER, PRECISION)
     dq = _key_segment(
@@ -284,7 +276,7 @@ attention_bwd_dq = {
 
 
 def aot_specs() -> list[configs.KernelSpec]:
-    stats, floats, masks = ("LSE", "TLSE", "DELTA", "TDELTA"), ("sm_scale", "qk_scale", "inv_k"), ("TMASK", "VMASK")
+    stats, floats = ("LSE", "TLSE", "DELTA", "TDELTA", "TMASK", "VMASK"), ("sm_scale", "qk_scale", "inv_k")
     data = ("Q", "K", "V", "TQ", "TK", "TV", "DO", "DTO")
     kernels = [  # (name, kernel, segment switch, output tensors, fp32 outputs, tuned configs)
         ("attention_bwd_dkdv", attention_bwd_dkdv_kernel, "TEXT_KEYS", ("DK", "DV"), ("DTK", "DTV"), DKDV_CONFIGS),
@@ -292,7 +284,7 @@ def aot_specs() -> list[configs.KernelSpec]:
     ]
     specs = []
     for name, fn, switch, outs, parts, tuned in kernels:
-        sig = configs.signature(fn, "bf16", data=(*data, *outs), fp32=(*stats, *parts), u8=masks, floats=floats)
+        sig = configs.signature(fn, "bf16", data=(*data, *outs), fp32=(*stats, *parts), floats=floats)
         for d in configs.AOT_HEAD_DIMS:
             for text in (False, True):
                 specs.append(configs.KernelSpec(

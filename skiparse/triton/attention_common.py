@@ -54,11 +54,20 @@ def store_rows(base, rows, stride_row, valid, offs_d, x, HEAD_DIM: tl.constexpr)
 
 
 @triton.jit
-def key_mask(valid, mask_base, rows, HAS_MASK: tl.constexpr):
-    """``valid`` and-ed with a (B, N) uint8 key mask row (1 = attend)."""
+def key_kept(valid, cap_ptrs, HAS_MASK: tl.constexpr):
+    """``valid`` and-ed with the key mask, read as fp32 score caps (``+inf`` keep, ``-inf`` masked)."""
     if HAS_MASK:
-        valid = valid & (tl.load(mask_base + rows, mask=valid, other=0) != 0)
+        valid = valid & (tl.load(cap_ptrs, mask=valid, other=float("-inf")) > 0)
     return valid
+
+
+@triton.jit
+def partial_caps(cap_ptrs, real, HAS_MASK: tl.constexpr):
+    """Score caps of a partial key tile: the key mask's (``cap_ptrs``) for its ``real`` keys, ``-inf`` past them."""
+    if HAS_MASK:
+        return tl.load(cap_ptrs, mask=real, other=float("-inf"))
+    else:
+        return tl.where(real, float("inf"), float("-inf"))
 
 
 @triton.jit

@@ -18,7 +18,9 @@ import triton
 import triton.language as tl
 
 from . import configs
-from .attention_common import LN2, load_rows, load_tile, program_coords, store_rows, text_rows, video_rows
+from .attention_common import (
+    LN2, load_rows, load_tile, partial_caps, program_coords, store_rows, text_rows, video_rows,
+)
 from .index import natural_row, sub_count
 
 
@@ -80,10 +82,7 @@ def _key_segment(acc, m_i, l_i, q, qk_scale, k_base, v_base, mask_base, sk, sv, 
         real = offs_n < n_keys - start
         k = load_tile(k_ptrs, real, offs_d, HEAD_DIM, BLOCK_D, True)
         v = load_tile(v_ptrs, real, offs_d, HEAD_DIM, BLOCK_D, True)
-        if HAS_MASK:
-            cap = tl.load(mask_base + start + offs_n, mask=real, other=float("-inf"))
-        else:
-            cap = tl.where(real, float("inf"), float("-inf"))
+        cap = partial_caps(mask_base + start + offs_n, real, HAS_MASK)
         acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, cap, qk_scale, True, PRECISION)
     return acc, m_i, l_i
 

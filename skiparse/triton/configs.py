@@ -61,10 +61,10 @@ def cfg(num_warps: int, num_stages: int, **blocks: int) -> triton.Config:
     return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
 
 
-def signature(fn, dtype: str, data=(), fp32=(), u8=(), floats=()) -> dict[str, str]:
-    """Triton argument types of ``fn`` for AOT compilation: pointers to ``dtype`` (``data``), fp32 or uint8 tensors,
+def signature(fn, dtype: str, data=(), fp32=(), floats=()) -> dict[str, str]:
+    """Triton argument types of ``fn`` for AOT compilation: pointers to ``dtype`` (``data``), fp32 tensors,
     fp32 scalars (``floats``), constexprs; every other argument is an i32 size or stride."""
-    kinds = {**{n: f"*{dtype}" for n in data}, **{n: "*fp32" for n in fp32}, **{n: "*u8" for n in u8},
+    kinds = {**{n: f"*{dtype}" for n in data}, **{n: "*fp32" for n in fp32},
              **{n: "fp32" for n in floats}}
     return {p.name: "constexpr" if p.is_constexpr else kinds.get(p.name, "i32") for p in fn.params}
 
