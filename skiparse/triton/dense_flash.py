@@ -15,6 +15,12 @@ from .attention_common import LOG2E
 
 
 @triton.jit
+def _rows(X, b, h, s_b, s_h, s_l, offs_rows, offs_d):
+    """Pointers to rows ``offs_rows`` of (batch b, head h) of a (B, N, H, D) tensor with unit stride on D."""
+    return X + b * s_b + h * s_h + offs_rows[:, None] * s_l + offs_d[None, :]
+
+
+@triton.jit
 def dense_flash_fwd_kernel(
     Q, K, V, O,  # (B, N, H, D) with unit stride on D; O contiguous
     qk_scale,  # softmax scale * log2(e)
@@ -26,9 +32,9 @@ def dense_flash_fwd_kernel(
     offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + b * sq_b + h * sq_h + offs_m[:, None] * sq_l + offs_d[None, :])
-    k_ptrs = K + b * sk_b + h * sk_h + offs_n[:, None] * sk_l + offs_d[None, :]
-    v_ptrs = V + b * sv_b + h * sv_h + offs_n[:, None] * sv_l + offs_d[None, :]
+    q = tl.load(_rows(Q, b, h, sq_b, sq_h, sq_l, offs_m, offs_d))
+    k_ptrs = _rows(K, b, h, sk_b, sk_h, sk_l, offs_n, offs_d)
+    v_ptrs = _rows(V, b, h, sv_b, sv_h, sv_l, offs_n, offs_d)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
@@ -61,9 +67,9 @@ def dense_flash_bwd_dkdv_kernel(
     offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
-    k = tl.load(K + b * sk_b + h * sk_h + offs_n[:, None] * sk_l + offs_d[None, :])
-    v = tl.load(V + b * sv_b + h * sv_h + offs_n[:, None] * sv_l + offs_d[None, :])
-    q_ptrs = Q + b * sq_b + h * sq_h + offs_m[:, None] * sq_l + offs_d[None, :]
+    k = tl.load(_rows(K, b, h, sk_b, sk_h, sk_l, offs_n, offs_d))
+    v = tl.load(_rows(V, b, h, sv_b, sv_h, sv_l, offs_n, offs_d))
+    q_ptrs = _rows(Q, b, h, sq_b, sq_h, sq_l, offs_m, offs_d)
     do_ptrs = DO + ((b * N + offs_m[:, None]) * H + h) * HEAD_DIM + offs_d[None, :]
     lse_ptrs = LSE + (b * H + h) * N + offs_m
     delta_ptrs = DELTA + (b * H + h) * N + offs_m
@@ -101,12 +107,12 @@ def dense_flash_bwd_dq_kernel(
     offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + b * sq_b + h * sq_h + offs_m[:, None] * sq_l + offs_d[None, :])
+    q = tl.load(_rows(Q, b, h, sq_b, sq_h, sq_l, offs_m, offs_d))
     do = tl.load(DO + ((b * N + offs_m[:, None]) * H + h) * HEAD_DIM + offs_d[None, :])
     lse2 = tl.load(LSE + (b * H + h) * N + offs_m) * LOG2E
     delta = tl.load(DELTA + (b * H + h) * N + offs_m)
-    k_ptrs = K + b * sk_b + h * sk_h + offs_n[:, None] * sk_l + offs_d[None, :]
-    v_ptrs = V + b * sv_b + h * sv_h + offs_n[:, None] * sv_l + offs_d[None, :]
+    k_ptrs = _rows(K, b, h, sk_b, sk_h, sk_l, offs_n, offs_d)
+    v_ptrs = _rows(V, b, h, sv_b, sv_h, sv_l, offs_n, offs_d)
 
     dq = tl.zeros((BLOCK_M, HEAD_DIM), tl.float32)
     for _ in range(0, N, BLOCK_N):
