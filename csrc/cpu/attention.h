@@ -117,8 +117,8 @@ struct Problem {
     };
     // Near-equal parts of a long run, rounded up to 32 rows: the GEMMs then have no ragged AMX tiles and the row
     // passes no scalar tails but in the last part (a 2304-row lane in 5 parts of 461 made group k = 4 1.3x slower).
-    auto part_size = [&](int64_t count) {
-      const int64_t parts = (count + tile - 1) / tile;
+    auto part_size = [&](int64_t count) {  // (0 rows: no part, and no division by zero)
+      const int64_t parts = std::max<int64_t>(1, (count + tile - 1) / tile);
       return std::min(tile, ((count + parts - 1) / parts + 31) / 32 * 32);
     };
     auto cut = [&](bool text, int64_t start, int64_t stride, int64_t count) {
@@ -132,7 +132,7 @@ struct Problem {
       if (ln.count > 0) lanes.push_back(ln);
       total += ln.count;
     }
-    if (across_lanes && total > 0) {
+    if (across_lanes) {
       const int64_t size = part_size(total);
       std::vector<Run> runs;
       int64_t n = 0;
@@ -150,7 +150,7 @@ struct Problem {
         }
       }
       add(false, std::move(runs));
-    } else if (!across_lanes) {
+    } else {
       std::vector<Run> packed;
       int64_t packed_n = 0;
       for (const Lane& ln : lanes) {
@@ -300,23 +300,8 @@ void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_
       }
       for (int64_t d = 0; d < D; d += 2) std::fill(out + d * ld + 2 * n, out + (d + 2) * ld, T(0));
     } else {
-      const int64_t ld = packed_ld(D);
       for (int64_t i = 0; i < n; i += 2) {
-        const T* r0 = rows[i];
-        T* o = out + i * ld;
-        if (i + 1 < n) {
-          const T* r1 = rows[i + 1];
-          for (int64_t d = 0; d < D; ++d) {
-            o[2 * d] = r0[d];
-            o[2 * d + 1] = r1[d];
-          }
-        } else {
-          for (int64_t d = 0; d < D; ++d) {
-            o[2 * d] = r0[d];
-            o[2 * d + 1] = T(0);
-          }
-        }
-        std::fill(o + 2 * D, o + 2 * ld, T(0));
+        pack_pair(rows[i], i + 1 < n ? rows[i + 1] : nullptr, D, out + i * packed_ld(D));
       }
     }
   }
@@ -409,10 +394,6 @@ A exp_sub_sum(A* x, int64_t n, A m) {
   return sum;
 }
 
-// One pass over a row of raw scores x (scale > 0): p[i] = T(exp(scale * x[i] - m)) and the fp32 sum of the exps (taken before
-// rounding, as FlashAttention does). The scale rides in the exponent's FMA instead of a pass of its own, and P is
-// written once, in the dtype of the P V product: 1 read and 1 narrow write per score where scaling, the max, the
-// exp and the conversion took 4 reads and 3 writes.
 // The loop of exp_scaled_sum_to, storing each 32 exps with store(p, e0, e1).
 template <typename T, typename Store>
 inline float exp_scaled_sum_loop(const float* x, int64_t n, float scale, float m, T* p, Store store) {
@@ -435,6 +416,10 @@ inline float exp_scaled_sum_loop(const float* x, int64_t n, float scale, float m
   return at::vec::vec_reduce_all<float>([](V& a, V& b) { return a + b; }, acc);
 }
 
+// One pass over a row of raw scores x (scale > 0): p[i] = T(exp(scale * x[i] - m)) and the fp32 sum of the exps
+// (taken before rounding, as FlashAttention does). The scale rides in the exponent's FMA instead of a pass of its
+// own, and P is written once, in the dtype of the P V product: 1 read and 1 narrow write per score where scaling,
+// the max, the exp and the conversion took 4 reads and 3 writes.
 template <typename T>
 float exp_scaled_sum_to(const float* x, int64_t n, float scale, float m, T* p) {
   using V = at::vec::Vectorized<float>;

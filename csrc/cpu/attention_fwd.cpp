@@ -32,8 +32,23 @@ struct Forward {
     return text_parts + (((b * P.k + s) * P.T + t) * P.H + h) * P.D;
   }
 
-  // Native bf16/fp16: the online-softmax update of row r from its raw (unscaled) scores s[0, kn), writing P in T
-  // for the P V brgemm (a zero column pads an odd kn). Masked columns (w.cols) become -inf here.
+  // The online-softmax update of row r for one key tile, given the tile's row max `mx` (of the scaled scores):
+  // exp_sum(m) turns the row into its exps against the new running max m and returns their sum. False (and the
+  // statistics untouched) when the tile adds nothing: every key so far masked, or the row met a NaN.
+  template <typename ExpSum>
+  bool online_update(int64_t r, A mx, FwdScratch<T>& w, ExpSum exp_sum) const {
+    if (std::isnan(mx)) w.nan[r] = 1;
+    const A m_new = std::max(w.m[r], mx);
+    if (m_new == -kInf<A> || w.nan[r]) return false;
+    const A alpha = m_new == w.m[r] ? A(1) : std::exp(w.m[r] - m_new);  // the max rarely moves late in a row
+    w.l[r] = w.l[r] * alpha + exp_sum(m_new);
+    if (alpha != A(1)) scale_row(w.acc.data() + r * P.D, P.D, alpha);
+    w.m[r] = m_new;
+    return true;
+  }
+
+  // Native bf16/fp16: row r of a tile from its raw (unscaled) scores s[0, kn), writing P in T for the P V brgemm
+  // (a zero column pads an odd kn). Masked columns (w.cols) become -inf here.
   void softmax_row_to_p(A* s, int64_t kn, int64_t r, FwdScratch<T>& w) const {
     T* p = w.p.data() + r * even(kKeyTile);
     if (kn % 2) p[kn] = T(0);
@@ -43,17 +58,10 @@ struct Forward {
       scale = 1.f;
     }
     for (int64_t c : w.cols) s[c] = -kInf<A>;
-    const float mx = scale * row_max(s, kn);
-    if (std::isnan(mx)) w.nan[r] = 1;
-    const float m_new = std::max(w.m[r], mx);
-    if (m_new == -kInf<A> || w.nan[r]) {  // every key so far masked (or a NaN row): the tile adds nothing
+    if (!online_update(r, scale * row_max(s, kn), w,
+                       [&](float m) { return exp_scaled_sum_to_best(s, kn, scale, m, p); })) {
       std::fill(p, p + kn, T(0));
-      return;
     }
-    const float alpha = m_new == w.m[r] ? 1.f : std::exp(w.m[r] - m_new);  // the max rarely moves late in a row
-    w.l[r] = w.l[r] * alpha + exp_scaled_sum_to_best(s, kn, scale, m_new, p);
-    if (alpha != 1.f) scale_row(w.acc.data() + r * P.D, P.D, alpha);
-    w.m[r] = m_new;
   }
 
   // One query tile `qt` of sub-sequence `sub` of (b, h).
@@ -95,16 +103,8 @@ struct Forward {
           }
         }
         for (int64_t c : w.cols) s[c] = -kInf<A>;
-        const A mx = row_max(s, kn);
-        if (std::isnan(mx)) w.nan[r] = 1;
-        const A m_new = std::max(w.m[r], mx);
-        if (m_new == -kInf<A> || w.nan[r]) {  // every key so far masked (or a NaN row): the tile adds nothing
+        if (!online_update(r, row_max(s, kn), w, [&](A m) { return exp_sub_sum(s, kn, m); })) {
           std::fill(s, s + kn, A(0));
-        } else {
-          const A alpha = m_new == w.m[r] ? A(1) : std::exp(w.m[r] - m_new);
-          w.l[r] = w.l[r] * alpha + exp_sub_sum(s, kn, m_new);
-          if (alpha != A(1)) scale_row(w.acc.data() + r * D, D, alpha);
-          w.m[r] = m_new;
         }
       }
       if constexpr (kReduced<T>) {

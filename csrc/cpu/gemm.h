@@ -76,19 +76,19 @@ bool native_lowp() {
 inline int64_t packed_ld(int64_t n) { return (n + 15) / 16 * 16; }
 inline int64_t packed_size(int64_t K, int64_t N) { return K * packed_ld(N); }
 
+// Rows k and k + 1 of B (r0, r1; r1 null past an odd K) into their VNNI row `out` of pack_b's layout.
+template <typename T>
+void pack_pair(const T* r0, const T* r1, int64_t N, T* out) {
+  for (int64_t n = 0; n < N; ++n) {
+    out[2 * n] = r0[n];
+    out[2 * n + 1] = r1 ? r1[n] : T(0);
+  }
+  std::fill(out + 2 * N, out + 2 * packed_ld(N), T(0));
+}
+
 template <typename T>
 void pack_b(int64_t K, int64_t N, const T* b, int64_t ldb, T* out) {
-  const int64_t ld = packed_ld(N);
-  for (int64_t k = 0; k < K; k += 2) {
-    const T* r0 = b + k * ldb;
-    const T* r1 = r0 + ldb;
-    T* o = out + k * ld;
-    for (int64_t n = 0; n < N; ++n) {
-      o[2 * n] = r0[n];
-      o[2 * n + 1] = r1[n];
-    }
-    std::fill(o + 2 * N, o + 2 * ld, T(0));
-  }
+  for (int64_t k = 0; k < K; k += 2) pack_pair(b + k * ldb, b + (k + 1) * ldb, N, out + k * packed_ld(N));
 }
 
 // C[M, N] (+)= A[M, K] @ B with B packed by pack_b (same K, N); A row-major bf16/fp16, C fp32.
