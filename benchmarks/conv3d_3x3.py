@@ -5,8 +5,8 @@
     python benchmarks/conv3d_3x3.py --quick --dtype bf16
 
 With ``--dtype bf16`` the Winograd column is the kernel on the input and weight converted to float32 (its only way
-to serve bf16) against oneDNN's bf16 conv, which ``skiparse.conv3d_3x3`` routes bf16 to: the measurement behind
-that routing.
+to serve bf16) against oneDNN's bf16 conv: the measurement behind ``skiparse.api.winograd_serves``, which the last
+column follows.
 
 The conv shapes are those the released-width (v1.5) WF-VAE runs when it encodes and decodes a video of the given
 size, found by running the model on the meta device. Every distinct shape is timed for both kernels in alternation
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import skiparse
-from skiparse.api import winograd_pays_off
+from skiparse.api import winograd_serves
 from skiparse.info import cpu_model
 from suv.vae import WFVAE
 
@@ -79,8 +79,7 @@ def main(argv=None) -> int:
         print(f"the CPU backend is off ({skiparse.backends.status('cpu')[1]}): nothing to compare")
         return 1
     torch.manual_seed(0)
-    bf16 = args.dtype == "bf16"
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     print(f"WF-VAE v1.5 3x3 convs at {args.frames}x{args.size}x{args.size}, {dtype}, {torch.get_num_threads()} threads"
           f" | {cpu_model()}")
     print(f"{'pass':7s} {'input (B,C,T,H,W)':24s} {'weight':22s} {'calls':>5s} {'winograd s':>10s} {'F.conv3d s':>10s} "
@@ -98,7 +97,7 @@ def main(argv=None) -> int:
             ours, ref = best_times([winograd_conv, lambda: F.conv3d(x, w, b, padding=(0, 1, 1))], args.repeats)
             exact = F.conv3d(x.double(), w.double(), b.double(), padding=(0, 1, 1))
             err = (winograd_conv() - exact).abs().max() / exact.abs().max()
-            winograd = winograd_pays_off(x_shape, w_shape) and not bf16
+            winograd = winograd_serves(x_shape, w_shape, dtype)
             total_ours += calls * ours
             total_ref += calls * ref
             total_routed += calls * (ours if winograd else ref)

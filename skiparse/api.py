@@ -97,22 +97,26 @@ def conv3d_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     _validate.conv3d_3x3(x, weight, bias, context)
     frames = x.shape[2] + (0 if context is None else context.shape[2])
     if (x.device.type != "cpu" or resolve(x.device) != "cpu"
-            or not winograd_pays_off((*x.shape[:2], frames, *x.shape[3:]), weight.shape)):  # fmt: skip
+            or not winograd_serves((*x.shape[:2], frames, *x.shape[3:]), weight.shape, x.dtype)):  # fmt: skip
         return reference.conv3d_3x3(x, weight, bias, context)
     if x.dtype in (torch.float32, torch.float64):
         return torch.ops.skiparse.conv3d_3x3(x, weight, bias, context)
-    if native_low_precision(x.dtype):  # oneDNN's bf16/fp16 conv on AMX: 2-7x faster than Winograd in fp32
-        return reference.conv3d_3x3(x, weight, bias, context)
-    # Without native bf16/fp16, oneDNN emulates the conv 270-700x slower than Winograd on fp32 copies.
     f32 = [None if t is None else t.float() for t in (x, weight, bias, context)]
     return torch.ops.skiparse.conv3d_3x3(*f32).to(x.dtype)
-
 
 
 # Below this many output pixels the weight transform (36 values per 3x3 filter, written once per call) costs more
 # than the multiplies Winograd saves: measured on 2 cores, 640 -> 640 channels (kt 1 or 3) runs 1.6x of F.conv3d
 # for one 32x32 frame and 0.6x for one 16x16 frame.
 _WINOGRAD_MIN_PIXELS = 1024
+
+
+def winograd_serves(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], dtype: torch.dtype) -> bool:
+    """Whether ``conv3d_3x3`` on the CPU backend runs the Winograd kernel (else ``F.conv3d``): for a large enough
+    conv (``winograd_pays_off``), in float32/float64, and in bf16/fp16 (on float32 copies) only where the CPU has no
+    native bf16/fp16. With it, oneDNN's bf16 conv on AMX is 3-7x faster than Winograd in float32; without it,
+    oneDNN emulates the conv 270-700x slower."""
+    return winograd_pays_off(x_shape, weight_shape) and not native_low_precision(dtype)
 
 
 def winograd_pays_off(x_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> bool:
