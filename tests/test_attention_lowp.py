@@ -51,6 +51,7 @@ def test_fa_rule(dtype, k, group, masks):
     (1300, 64, 37, 2, False),  # several query and key tiles per lane, D above one 64-column pack block
     (1111, 128, 0, 4, True),   # no text; odd tile lengths (the GEMMs' inner dims are padded to even)
     (97, 24, 5, 3, False),     # D not a multiple of 16
+    (700, 48, 20, 2, True),    # D = 48: the packed K^T in a 32-column block (vectorised) and a 16-column rest
     (90, 7, 3, 2, True),       # odd D: the fp32 path
 ])
 def test_fa_rule_shapes(dtype, L, D, T, k, group):

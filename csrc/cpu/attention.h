@@ -16,6 +16,7 @@
 #include <new>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -246,23 +247,25 @@ void store(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D,
   });
 }
 
-// A tile's rows of `op` in its own dtype: [rows, D] with zero rows past t.n, or transposed [D, ld] with zero
-// columns past t.n.
-template <typename T>
-void gather(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, T* buf, bool transposed,
+// A tile's rows of `op` as O (its own dtype, or the compute type): [rows, D] with zero rows past t.n, or
+// transposed [D, ld] with zero columns past t.n.
+template <typename T, typename O = T>
+void gather(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, O* buf, bool transposed,
             int64_t rows_or_ld) {
   t.for_each_row([&](int64_t i, int64_t row) {
     const T* src = op.row(b, row, h);
     if (transposed) {
-      for (int64_t d = 0; d < D; ++d) buf[d * rows_or_ld + i] = src[d];
-    } else {
+      for (int64_t d = 0; d < D; ++d) buf[d * rows_or_ld + i] = static_cast<O>(src[d]);
+    } else if constexpr (std::is_same_v<T, O>) {
       std::copy(src, src + D, buf + i * D);
+    } else {
+      at::vec::convert(src, buf + i * D, D);
     }
   });
   if (!transposed) {
-    std::fill(buf + t.n * D, buf + rows_or_ld * D, T(0));
+    std::fill(buf + t.n * D, buf + rows_or_ld * D, O(0));
   } else {
-    for (int64_t d = 0; d < D; ++d) std::fill(buf + d * rows_or_ld + t.n, buf + (d + 1) * rows_or_ld, T(0));
+    for (int64_t d = 0; d < D; ++d) std::fill(buf + d * rows_or_ld + t.n, buf + (d + 1) * rows_or_ld, O(0));
   }
 }
 
@@ -277,74 +280,142 @@ inline int64_t form_size(int64_t n, int64_t D, Form f) {
   if (f.packed) return f.transposed ? packed_size(D, n) : packed_size(even(n), D);
   return D * even(n);
 }
+#if defined(CPU_CAPABILITY_AVX512)
+// out[c * ldo + 2 r + e] = rows[r][d0 + 2 c + e] for r, c < 16, e < 2: the 32-bit (d, d + 1) pairs of 16 rows
+// transposed in registers (32-bit, then 64-bit interleaves within 128-bit lanes, then two rounds of lane shuffles)
+// instead of 256 scalar 4-byte copies.
+template <typename T>
+inline void transpose_pairs_16x16(const T* const* rows, int64_t d0, T* out, int64_t ldo) {
+  __m512i r[16], a[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i] + d0);
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // r[4 i + j], lane L: column 4 L + j of rows 4 i .. 4 i + 3
+    r[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i c0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), c1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);
+    const __m512i c2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512i c3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
+    _mm512_storeu_si512(out + (j)*ldo, _mm512_shuffle_i32x4(c0, c2, 0x88));       // lane 0: column j
+    _mm512_storeu_si512(out + (4 + j) * ldo, _mm512_shuffle_i32x4(c1, c3, 0x88));  // lane 1
+    _mm512_storeu_si512(out + (8 + j) * ldo, _mm512_shuffle_i32x4(c0, c2, 0xDD));  // lane 2
+    _mm512_storeu_si512(out + (12 + j) * ldo, _mm512_shuffle_i32x4(c1, c3, 0xDD)); // lane 3
+  }
+}
+#endif
+
 // The packed forms are written straight from the rows of `op` in brgemm's VNNI layout (gemm.h): as B = X^T each
 // row's (d, d+1) pairs stay adjacent, so that form is a transpose of 32-bit pairs; as B = X, rows i and i+1 are
 // interleaved. (Gathering first and packing after took two scattered passes, 4% of a k = 8 forward.)
 template <typename T>
-void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, Form f, T* out) {
-  if (!f.packed || !kReduced<T>) {  // (only bf16/fp16 tiles are ever packed)
-    gather(op, b, h, t, D, out, f.transposed, f.transposed ? even(t.n) : t.n);
-  } else {
-    std::array<const T*, kKeyTile> rows;  // the tile's source rows, then written in cache-line runs
-    t.for_each_row([&](int64_t i, int64_t row) { rows[i] = op.row(b, row, h); });
-    const int64_t n = t.n;
-    if (f.transposed) {
-      // 16 rows at a time, so that each (d, d+1) pair row of `out` is written 64 contiguous bytes at a time.
-      const int64_t ld = packed_ld(n);
-      for (int64_t i0 = 0; i0 < n; i0 += 16) {
-        const int64_t m = std::min<int64_t>(16, n - i0);
-        for (int64_t d = 0; d < D; d += 2) {
-          T* o = out + d * ld + 2 * i0;
-          for (int64_t r = 0; r < m; ++r) std::memcpy(o + 2 * r, rows[i0 + r] + d, 2 * sizeof(T));
-        }
-      }
-      for (int64_t d = 0; d < D; d += 2) std::fill(out + d * ld + 2 * n, out + (d + 2) * ld, T(0));
-    } else {
-      for (int64_t i = 0; i < n; i += 2) {
-        pack_pair(rows[i], i + 1 < n ? rows[i + 1] : nullptr, D, out + i * packed_ld(D));
+void form_packed(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, bool transposed, T* out) {
+  std::array<const T*, kKeyTile> rows;  // the tile's source rows, then written in cache-line runs
+  t.for_each_row([&](int64_t i, int64_t row) { rows[i] = op.row(b, row, h); });
+  const int64_t n = t.n;
+  if (transposed) {
+    // 16 rows at a time, so that each (d, d+1) pair row of `out` is written 64 contiguous bytes at a time.
+    const int64_t ld = packed_ld(n);
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+      const int64_t m = std::min<int64_t>(16, n - i0);
+      int64_t d0 = 0;
+#if defined(CPU_CAPABILITY_AVX512)
+      if (m == 16)  // 32 columns (16 pairs) of 16 rows at a time: a 16 x 16 transpose of 32-bit pairs
+        for (; d0 + 32 <= D; d0 += 32) transpose_pairs_16x16(rows.data() + i0, d0, out + d0 * ld + 2 * i0, 2 * ld);
+#endif
+      for (int64_t d = d0; d < D; d += 2) {
+        T* o = out + d * ld + 2 * i0;
+        for (int64_t r = 0; r < m; ++r) std::memcpy(o + 2 * r, rows[i0 + r] + d, 2 * sizeof(T));
       }
     }
+    for (int64_t d = 0; d < D; d += 2) std::fill(out + d * ld + 2 * n, out + (d + 2) * ld, T(0));
+  } else {
+    for (int64_t i = 0; i < n; i += 2) pack_pair(rows[i], i + 1 < n ? rows[i + 1] : nullptr, D, out + i * packed_ld(D));
   }
 }
 
-// The key tiles of every (b, h, sub-sequence) in the given forms, built once and shared by all query tiles.
-template <typename T>
-struct KeyPacks {
-  std::vector<Form> forms;
-  int64_t H = 0, D = 0, per_bh = 0;
-  std::vector<int64_t> base;     // first tile index of each sub-sequence
-  std::vector<int64_t> form_at;  // element offset of each (tile, form) within one (b, h)
-  Tensor buf;
+// Form f of a tile into `out`; O is T, or the compute type for tiles staged for sgemm/dgemm.
+template <typename T, typename O = T>
+void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, Form f, O* out) {
+  if constexpr (std::is_same_v<T, O> && kReduced<T>) {  // (only bf16/fp16 tiles are ever packed)
+    if (f.packed) return form_packed(op, b, h, t, D, f.transposed, out);
+  }
+  gather(op, b, h, t, D, out, f.transposed, f.transposed ? even(t.n) : t.n);
+}
 
-  template <typename Ops>
-  KeyPacks(const Problem& P, const Schedule& S, std::vector<Form> forms_, Ops operand)
-      : forms(std::move(forms_)), H(P.H), D(P.D) {
-    std::vector<const Tile*> tiles;
-    for (int64_t s = 0; s < P.k; ++s) {
-      base.push_back(static_cast<int64_t>(tiles.size()));
-      for (const Tile& t : S.keys[s]) tiles.push_back(&t);
-    }
-    for (const Tile* t : tiles)
-      for (const Form& f : forms) {
-        form_at.push_back(per_bh);
-        per_bh += form_size(t->n, D, f);
-      }
-    buf = at::empty({P.B * P.H * per_bh}, c10::CppTypeToScalarType<T>::value);
-    const int64_t nt = static_cast<int64_t>(tiles.size()), nf = static_cast<int64_t>(forms.size());
-    at::parallel_for(0, P.B * P.H * nt, 1, [&](int64_t begin, int64_t end) {
+// The key tiles of sub-sequences in the given forms, built once per sub-sequence and shared by its query tiles.
+// A unit is one (b, h, sub-sequence), numbered u = (b * H + h) * k + sub; units are packed in batches of
+// consecutive units, each at its own offset of a caller's buffer. O is the element type of the forms: T for the
+// native bf16/fp16 GEMMs, the compute type where tiles are staged for sgemm/dgemm.
+template <typename T, typename O = T>
+struct KeyPacks {
+  const Problem& P;
+  const Schedule& S;
+  std::vector<Form> forms;
+  std::array<std::array<Operand<T>, 2>, 2> ops;  // [text][value]: k, v, text_k, text_v
+  std::vector<std::vector<int64_t>> offset_of;     // [s][j * forms + f]: offset of form f of tile j in its unit
+  std::vector<int64_t> sizes;                      // elements of a unit of sub-sequence s
+
+  KeyPacks(const Problem& P_, const Schedule& S_, std::vector<Form> forms_,
+           std::array<std::array<Operand<T>, 2>, 2> ops_)
+      : P(P_), S(S_), forms(std::move(forms_)), ops(ops_), offset_of(P.k), sizes(P.k, 0) {
+    for (int64_t s = 0; s < P.k; ++s)
+      for (const Tile& t : S.keys[s])
+        for (const Form& f : forms) {
+          offset_of[s].push_back(sizes[s]);
+          sizes[s] += form_size(t.n, P.D, f);
+        }
+  }
+  int64_t sub(int64_t u) const { return u % P.k; }
+  int64_t size(int64_t u) const { return sizes[sub(u)]; }
+
+  // Packs units [u0, u1) into buf, unit u at buf + offsets[u - u0], in parallel over their tiles.
+  void pack(int64_t u0, int64_t u1, const std::vector<int64_t>& offsets, O* buf) const {
+    std::vector<std::array<int64_t, 2>> work;  // (unit, tile)
+    for (int64_t u = u0; u < u1; ++u)
+      for (size_t j = 0; j < S.keys[sub(u)].size(); ++j) work.push_back({u, static_cast<int64_t>(j)});
+    const int64_t nf = static_cast<int64_t>(forms.size());
+    at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t bh = i / nt, j = i % nt;
+        const int64_t u = work[i][0], j = work[i][1], s = sub(u), bh = u / P.k;
+        const Tile& t = S.keys[s][j];
         for (int64_t f = 0; f < nf; ++f)
-          form_tile(operand(tiles[j]->text, forms[f].value), bh / H, bh % H, *tiles[j], D, forms[f],
-                    data() + bh * per_bh + form_at[j * nf + f]);
+          form_tile(ops[t.text][forms[f].value], bh / P.H, bh % P.H, t, P.D, forms[f],
+                    buf + offsets[u - u0] + offset_of[s][j * nf + f]);
       }
     });
+  }
+  // Form f of key tile j of a unit of sub-sequence s packed at `unit`.
+  const O* get(const O* unit, int64_t s, size_t j, int64_t f) const {
+    return unit + offset_of[s][j * forms.size() + f];
+  }
+};
+
+// Every unit's key packs at once (the backward, whose threads work on different sub-sequences).
+template <typename T>
+struct AllKeyPacks {
+  KeyPacks<T> packs;
+  std::vector<int64_t> offsets;  // per unit
+  Tensor buf;
+  explicit AllKeyPacks(KeyPacks<T> packs_) : packs(std::move(packs_)) {
+    const int64_t units = packs.P.B * packs.P.H * packs.P.k;
+    int64_t total = 0;
+    for (int64_t u = 0; u < units; ++u) {
+      offsets.push_back(total);
+      total += packs.size(u);
+    }
+    buf = at::empty({total}, c10::CppTypeToScalarType<T>::value);
+    packs.pack(0, units, offsets, data());
   }
   T* data() const { return static_cast<T*>(buf.data_ptr()); }
   // Form f of key tile j of sub-sequence s of (b, h).
   const T* get(int64_t b, int64_t h, int64_t s, size_t j, int64_t f) const {
-    const int64_t t = base[s] + static_cast<int64_t>(j);
-    return data() + (b * H + h) * per_bh + form_at[t * static_cast<int64_t>(forms.size()) + f];
+    return packs.get(data() + offsets[(b * packs.P.H + h) * packs.P.k + s], s, j, f);
   }
 };
 

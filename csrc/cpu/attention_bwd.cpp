@@ -89,7 +89,7 @@ struct Backward {
   A *dtq_parts, *dtk_parts, *dtv_parts;  // (B, k, T, H, D), (B, k*C, T, H, D) x 2
   A *dk_parts, *dv_parts;                // (B, C, L, H, D) when C > 1
 
-  const KeyPacks<T>* packs;  // native bf16/fp16: key tiles as K (form 0), V (form 1), K^T (form 2); else null
+  const AllKeyPacks<T>* packs;  // native bf16/fp16: key tiles as K (form 0), V (form 1), K^T (form 2); else null
 
   // Native bf16/fp16 body of query_tile, on the transposed problem (rows = keys, columns = queries). dO and O
   // are staged in fp32 (dO scaled for text copies); writes dQ^T [D, kQueryTile] into w.dq.
@@ -320,11 +320,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
     using A = acc_t<scalar_t>;
     using Op = Operand<scalar_t>;
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<A>() : nullptr; };
-    std::optional<KeyPacks<scalar_t>> packs;
+    std::optional<AllKeyPacks<scalar_t>> packs;
     if (native_lowp<scalar_t>() && P.D % 2 == 0) {
-      const Op ops[2][2] = {{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}};
-      packs.emplace(P, sched, std::vector<Form>{{false, false, false}, {true, false, false}, {false, true, false}},
-                    [&](bool text, bool value) { return ops[text][value]; });
+      const std::array<std::array<Op, 2>, 2> ops{{{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}}};
+      packs.emplace(KeyPacks<scalar_t>(P, sched, {{false, false, false}, {true, false, false}, {false, true, false}}, ops));
     }
     Backward<scalar_t>{P,         C,         Op(a.q),   Op(a.k),      Op(a.v),           Op(a.text_q),
                        Op(a.text_k), Op(a.text_v), Op(out_), Op(dout_), Op(dtext_),       Op(dq),

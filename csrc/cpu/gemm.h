@@ -10,7 +10,11 @@
 #include <ATen/Version.h>
 #include <ATen/native/CPUBlas.h>
 
+#include <cstdint>
 #include <type_traits>
+#if defined(CPU_CAPABILITY_AVX512)
+#include <immintrin.h>
+#endif
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
@@ -21,7 +25,9 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
             const int* ldc) __attribute__((weak));
 }
 
-namespace skiparse::cpu {
+// One copy per ISA build (CPU_CAPABILITY, as in attention.h): the AVX-512 build's copies of these inline functions
+// must never stand in for the AVX2 build's at link time.
+namespace skiparse::cpu::CPU_CAPABILITY {
 
 inline bool has_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 
@@ -79,7 +85,22 @@ inline int64_t packed_size(int64_t K, int64_t N) { return K * packed_ld(N); }
 // Rows k and k + 1 of B (r0, r1; r1 null past an odd K) into their VNNI row `out` of pack_b's layout.
 template <typename T>
 void pack_pair(const T* r0, const T* r1, int64_t N, T* out) {
-  for (int64_t n = 0; n < N; ++n) {
+  int64_t n = 0;
+#if defined(CPU_CAPABILITY_AVX512)
+  if (sizeof(T) == 2 && r1) {  // 32 columns at a time: two 16-bit two-source permutes per 64 output bytes
+    alignas(64) static constexpr uint16_t kLo[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                     8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static constexpr uint16_t kHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i lo = _mm512_load_si512(kLo), hi = _mm512_load_si512(kHi);
+    for (; n + 32 <= N; n += 32) {
+      const __m512i a = _mm512_loadu_si512(r0 + n), b = _mm512_loadu_si512(r1 + n);
+      _mm512_storeu_si512(out + 2 * n, _mm512_permutex2var_epi16(a, lo, b));
+      _mm512_storeu_si512(out + 2 * n + 32, _mm512_permutex2var_epi16(a, hi, b));
+    }
+  }
+#endif
+  for (; n < N; ++n) {
     out[2 * n] = r0[n];
     out[2 * n + 1] = r1 ? r1[n] : T(0);
   }
@@ -99,4 +120,4 @@ void gemm_packed(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const
   at::native::cpublas::brgemm(M, N, K, lda, packed_ld(N), ldc, add, a, bp, c, true);
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

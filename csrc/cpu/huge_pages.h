@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #endif
 
-namespace skiparse::cpu {
+namespace skiparse::cpu::CPU_CAPABILITY {  // per ISA build, as gemm.h
 
 // at::empty(sizes, options) on a CPU buffer aligned to 2 MiB and advised for huge pages (Linux; elsewhere, and
 // below one huge page, plain at::empty). Freed with the tensor.
@@ -30,4 +30,4 @@ inline at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& opt
   return at::empty(sizes, options);
 }
 
-}  // namespace skiparse::cpu
+}  // namespace skiparse::cpu::CPU_CAPABILITY

@@ -21,13 +21,13 @@ std::string required_isa_missing() {
 
 // Whether bf16 / fp16 attention GEMMs run in that dtype here (oneDNN brgemm on AMX tiles).
 bool native_lowp(bool half) {
-  return half ? skiparse::cpu::native_lowp<at::Half>() : skiparse::cpu::native_lowp<at::BFloat16>();
+  return half ? skiparse::cpu::CPU_CAPABILITY::native_lowp<at::Half>() : skiparse::cpu::CPU_CAPABILITY::native_lowp<at::BFloat16>();
 }
 
 std::string build_info() {
   auto lowp = [](bool half) { return native_lowp(half) ? "brgemm (AMX)" : "fp32 sgemm_"; };
   return "kernels " + skiparse::cpu::kernel_isa() +
-         ", GEMM fp32: " + (skiparse::cpu::has_blas() ? "BLAS sgemm_" : "at::addmm fallback") +
+         ", GEMM fp32: " + (skiparse::cpu::CPU_CAPABILITY::has_blas() ? "BLAS sgemm_" : "at::addmm fallback") +
          ", bf16: " + lowp(false) + ", fp16: " + lowp(true);
 }
 
