@@ -47,6 +47,14 @@ def test_fa_rule(dtype, k, group, masks):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("H", [1, 2])
+def test_fa_rule_key_groups(dtype, H):
+    """A sub-sequence of more keys than one key group of the native backward (4096 rows): dK, dV of each group and
+    dQ^T accumulated across groups; H = 1 also splits the query tiles over tasks (their dK, dV summed after)."""
+    check_fa_rule(make_inputs(1, 4700, H, 16, 40, masks=True), 1, False, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("L,D,T,k,group", [
     (1300, 64, 37, 2, False),  # several query and key tiles per lane, D above one 64-column pack block
     (1111, 128, 0, 4, True),   # no text; odd tile lengths (the GEMMs' inner dims are padded to even)

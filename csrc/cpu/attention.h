@@ -310,14 +310,12 @@ inline void transpose_pairs_16x16(const T* const* rows, int64_t d0, T* out, int6
 }
 #endif
 
-// The packed forms are written straight from the rows of `op` in brgemm's VNNI layout (gemm.h): as B = X^T each
-// row's (d, d+1) pairs stay adjacent, so that form is a transpose of 32-bit pairs; as B = X, rows i and i+1 are
-// interleaved. (Gathering first and packing after took two scattered passes, 4% of a k = 8 forward.)
+// n rows of D (even) elements packed as a brgemm B operand in its VNNI layout (gemm.h), B = X^T ([D, n]) or
+// B = X ([even(n), D]), written straight from the row pointers: as B = X^T each row's (d, d+1) pairs stay adjacent,
+// so that form is a transpose of 32-bit pairs; as B = X, rows i and i+1 are interleaved. (Gathering first and
+// packing after took two scattered passes, 4% of a k = 8 forward.)
 template <typename T>
-void form_packed(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, bool transposed, T* out) {
-  std::array<const T*, kKeyTile> rows;  // the tile's source rows, then written in cache-line runs
-  t.for_each_row([&](int64_t i, int64_t row) { rows[i] = op.row(b, row, h); });
-  const int64_t n = t.n;
+void pack_rows(const T* const* rows, int64_t n, int64_t D, bool transposed, T* out) {
   if (transposed) {
     // 16 rows at a time, so that each (d, d+1) pair row of `out` is written 64 contiguous bytes at a time.
     const int64_t ld = packed_ld(n);
@@ -326,7 +324,7 @@ void form_packed(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int6
       int64_t d0 = 0;
 #if defined(CPU_CAPABILITY_AVX512)
       if (m == 16)  // 32 columns (16 pairs) of 16 rows at a time: a 16 x 16 transpose of 32-bit pairs
-        for (; d0 + 32 <= D; d0 += 32) transpose_pairs_16x16(rows.data() + i0, d0, out + d0 * ld + 2 * i0, 2 * ld);
+        for (; d0 + 32 <= D; d0 += 32) transpose_pairs_16x16(rows + i0, d0, out + d0 * ld + 2 * i0, 2 * ld);
 #endif
       for (int64_t d = d0; d < D; d += 2) {
         T* o = out + d * ld + 2 * i0;
@@ -339,6 +337,13 @@ void form_packed(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int6
   }
 }
 
+template <typename T>
+void form_packed(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, bool transposed, T* out) {
+  std::array<const T*, kKeyTile> rows;
+  t.for_each_row([&](int64_t i, int64_t row) { rows[i] = op.row(b, row, h); });
+  pack_rows(rows.data(), t.n, D, transposed, out);
+}
+
 // Form f of a tile into `out`; O is T, or the compute type for tiles staged for sgemm/dgemm.
 template <typename T, typename O = T>
 void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, Form f, O* out) {
@@ -348,74 +353,63 @@ void form_tile(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_
   gather(op, b, h, t, D, out, f.transposed, f.transposed ? even(t.n) : t.n);
 }
 
-// The key tiles of sub-sequences in the given forms, built once per sub-sequence and shared by its query tiles.
-// A unit is one (b, h, sub-sequence), numbered u = (b * H + h) * k + sub; units are packed in batches of
-// consecutive units, each at its own offset of a caller's buffer. O is the element type of the forms: T for the
-// native bf16/fp16 GEMMs, the compute type where tiles are staged for sgemm/dgemm.
+// The key tiles of sub-sequences in the given forms, formed once per sub-sequence (or per group of its tiles) and
+// shared by its query tiles. A unit is one (b, h, sub-sequence), numbered u = (b * H + h) * k + sub. Units are
+// packed in batches of consecutive units, each at its own offset of a caller's buffer; a run of tiles [j0, j1)
+// of one unit is packed alone with tile j0 first. O is the element type of the forms: T for the native bf16/fp16
+// GEMMs, the compute type where tiles are staged for sgemm/dgemm.
 template <typename T, typename O = T>
 struct KeyPacks {
   const Problem& P;
   const Schedule& S;
   std::vector<Form> forms;
   std::array<std::array<Operand<T>, 2>, 2> ops;  // [text][value]: k, v, text_k, text_v
-  std::vector<std::vector<int64_t>> offset_of;     // [s][j * forms + f]: offset of form f of tile j in its unit
-  std::vector<int64_t> sizes;                      // elements of a unit of sub-sequence s
+  int64_t nf;
+  std::vector<std::vector<int64_t>> offset_of;  // [s][j * nf + f]: offset of form f of tile j in a unit; then its size
 
   KeyPacks(const Problem& P_, const Schedule& S_, std::vector<Form> forms_,
            std::array<std::array<Operand<T>, 2>, 2> ops_)
-      : P(P_), S(S_), forms(std::move(forms_)), ops(ops_), offset_of(P.k), sizes(P.k, 0) {
-    for (int64_t s = 0; s < P.k; ++s)
+      : P(P_), S(S_), forms(std::move(forms_)), ops(ops_), nf(static_cast<int64_t>(forms.size())), offset_of(P.k) {
+    for (int64_t s = 0; s < P.k; ++s) {
+      int64_t size = 0;
       for (const Tile& t : S.keys[s])
         for (const Form& f : forms) {
-          offset_of[s].push_back(sizes[s]);
-          sizes[s] += form_size(t.n, P.D, f);
+          offset_of[s].push_back(size);
+          size += form_size(t.n, P.D, f);
         }
+      offset_of[s].push_back(size);
+    }
   }
   int64_t sub(int64_t u) const { return u % P.k; }
-  int64_t size(int64_t u) const { return sizes[sub(u)]; }
+  int64_t size(int64_t u) const { return offset_of[sub(u)].back(); }
+  // Elements of tiles [j0, j1) of sub-sequence s.
+  int64_t span(int64_t s, size_t j0, size_t j1) const { return offset_of[s][j1 * nf] - offset_of[s][j0 * nf]; }
 
-  // Packs units [u0, u1) into buf, unit u at buf + offsets[u - u0], in parallel over their tiles.
+  // Tiles [j0, j1) of unit u into buf, tile j0 first.
+  void pack_tiles(int64_t u, size_t j0, size_t j1, O* buf) const {
+    const int64_t s = sub(u), bh = u / P.k;
+    for (size_t j = j0; j < j1; ++j) {
+      const Tile& t = S.keys[s][j];
+      for (int64_t f = 0; f < nf; ++f)
+        form_tile(ops[t.text][forms[f].value], bh / P.H, bh % P.H, t, P.D, forms[f], get(buf, s, j, f, j0));
+    }
+  }
+  // Units [u0, u1) into buf, unit u at buf + offsets[u - u0], in parallel over their tiles.
   void pack(int64_t u0, int64_t u1, const std::vector<int64_t>& offsets, O* buf) const {
     std::vector<std::array<int64_t, 2>> work;  // (unit, tile)
     for (int64_t u = u0; u < u1; ++u)
       for (size_t j = 0; j < S.keys[sub(u)].size(); ++j) work.push_back({u, static_cast<int64_t>(j)});
-    const int64_t nf = static_cast<int64_t>(forms.size());
     at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t u = work[i][0], j = work[i][1], s = sub(u), bh = u / P.k;
-        const Tile& t = S.keys[s][j];
-        for (int64_t f = 0; f < nf; ++f)
-          form_tile(ops[t.text][forms[f].value], bh / P.H, bh % P.H, t, P.D, forms[f],
-                    buf + offsets[u - u0] + offset_of[s][j * nf + f]);
+        const int64_t u = work[i][0], j = work[i][1];
+        pack_tiles(u, j, j + 1, buf + offsets[u - u0] + offset_of[sub(u)][j * nf]);
       }
     });
   }
-  // Form f of key tile j of a unit of sub-sequence s packed at `unit`.
-  const O* get(const O* unit, int64_t s, size_t j, int64_t f) const {
-    return unit + offset_of[s][j * forms.size() + f];
-  }
-};
-
-// Every unit's key packs at once (the backward, whose threads work on different sub-sequences).
-template <typename T>
-struct AllKeyPacks {
-  KeyPacks<T> packs;
-  std::vector<int64_t> offsets;  // per unit
-  Tensor buf;
-  explicit AllKeyPacks(KeyPacks<T> packs_) : packs(std::move(packs_)) {
-    const int64_t units = packs.P.B * packs.P.H * packs.P.k;
-    int64_t total = 0;
-    for (int64_t u = 0; u < units; ++u) {
-      offsets.push_back(total);
-      total += packs.size(u);
-    }
-    buf = at::empty({total}, c10::CppTypeToScalarType<T>::value);
-    packs.pack(0, units, offsets, data());
-  }
-  T* data() const { return static_cast<T*>(buf.data_ptr()); }
-  // Form f of key tile j of sub-sequence s of (b, h).
-  const T* get(int64_t b, int64_t h, int64_t s, size_t j, int64_t f) const {
-    return packs.get(data() + offsets[(b * packs.P.H + h) * packs.P.k + s], s, j, f);
+  // Form f of key tile j of sub-sequence s, in packs at `base` that start with tile j0.
+  template <typename X>  // O or const O
+  X* get(X* base, int64_t s, size_t j, int64_t f, size_t j0 = 0) const {
+    return base + offset_of[s][j * nf + f] - offset_of[s][j0 * nf];
   }
 };
 

@@ -1,10 +1,13 @@
 // Fused Skiparse attention backward on the CPU (flash-attention recomputation): per sub-sequence, every query
 // tile recomputes P = exp(scale * Q K^T - lse) tile by tile and accumulates dQ (per query tile) and dK, dV (per
-// sub-sequence, in fp32) with five GEMMs per tile pair. Text queries are the k copies of the forward, each with
+// key tile, in fp32) with five GEMMs per tile pair. Text queries are the k copies of the forward, each with
 // dO / k; text key and query gradients are summed over the copies.
 // bf16/fp16 on CPUs with the units (native_lowp): the five GEMMs run in the input dtype (brgemm, fp32
 // accumulation) on the transposed problem, S^T = K Q^T, so that every operand is either a key tile prepared once
-// per sub-sequence or a query tile packed once per query tile; dK, dV and dQ^T accumulate in fp32.
+// or a query tile packed once per key group. A task walks its sub-sequence's keys in groups of about kKeyGroup
+// rows, the query tiles inside each group: the keys' forms and their fp32 dK, dV then exist for one group per
+// thread at a time (dQ^T accumulates in fp32 across groups), not for the whole sub-sequence: at k = 1 the two
+// threads' sub-sequence-wide copies had made the backward's extra memory exceed the upstream path's.
 #include "attention.h"
 
 namespace skiparse::cpu::CPU_CAPABILITY {
@@ -21,18 +24,19 @@ struct KeyGrad {
 template <typename T, typename A = acc_t<T>>
 struct BwdScratch {
   TileBuf<A> q, dout, o, k, v, p, dp, dq, di, lse, dk, dv;
-  std::vector<KeyGrad<A>> key_grads;  // one per key tile of the current sub-sequence
+  std::vector<KeyGrad<A>> key_grads;  // one per key tile of the current key group
   std::vector<int64_t> cols;
   // Native bf16/fp16: the query tile's Q and dO in the input dtype and packed as Q^T, Q, dO^T, dO; P^T and dS^T
   // in the input dtype (leading dim even(kQueryTile)); dS^T packed.
-  TileBuf<T> xn, tmp, qT, qR, dT, dR, pT, dsT, ds_p;
+  TileBuf<T> xn, qT, qR, dT, dR, pT, dsT, ds_p, keys;  // keys: the forms of the current key group
+  TileBuf<A> dq_slots;  // the task's dQ^T per query tile, [D, kQueryTile] each, across key groups
   BwdScratch(int64_t D, bool lowp)
       : q(kQueryTile * D), dout(kQueryTile * D), o(kQueryTile * D), k(lowp ? 0 : kKeyTile * D),
         v(lowp ? 0 : kKeyTile * D), p(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), dq(kQueryTile * D),
         di(kQueryTile), lse(kQueryTile) {
     if (!lowp) return;
     const int64_t qp = even(kQueryTile), kp = even(kKeyTile);
-    for (auto* v : {&xn, &tmp}) v->resize(qp * D);
+    xn.resize(qp * D);
     for (auto* v : {&qT, &dT}) v->resize(packed_size(D, kQueryTile));
     for (auto* v : {&qR, &dR}) v->resize(packed_size(qp, D));
     for (auto* v : {&pT, &dsT}) v->resize(kp * qp);
@@ -42,11 +46,11 @@ struct BwdScratch {
 
 // x: [even(n), D] in the input dtype with a zero row past n -> packed as B = x^T ([D, n]) and B = x.
 template <typename T>
-void pack_both(const T* x, int64_t n, int64_t D, T* tmp, T* cols, T* rows) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t d = 0; d < D; ++d) tmp[d * n + i] = x[i * D + d];
-  pack_b(D, n, tmp, n, cols);
-  pack_b(even(n), D, x, D, rows);
+void pack_both(const T* x, int64_t n, int64_t D, T* cols, T* rows) {
+  std::array<const T*, kQueryTile + 1> r;
+  for (int64_t i = 0; i < even(n); ++i) r[i] = x + i * D;
+  pack_rows(r.data(), n, D, true, cols);
+  pack_rows(r.data(), even(n), D, false, rows);
 }
 
 // out[b, n, h] = sum_p parts[b, p, n, h] for parts laid out (B, P, N, H, D) in the compute type.
@@ -78,6 +82,10 @@ Operand<A> slice(A* parts, int64_t p, int64_t P, int64_t N, int64_t H, int64_t D
   return o;
 }
 
+// Key rows per key group of the native bf16/fp16 backward: 8 key tiles. Each group re-packs the query tiles
+// (about 1/40 of the group's GEMM time) and holds 4096 x D of key forms and fp32 dK, dV per thread.
+constexpr int64_t kKeyGroup = 8 * kKeyTile;
+
 template <typename T>
 struct Backward {
   using A = acc_t<T>;
@@ -89,31 +97,32 @@ struct Backward {
   A *dtq_parts, *dtk_parts, *dtv_parts;  // (B, k, T, H, D), (B, k*C, T, H, D) x 2
   A *dk_parts, *dv_parts;                // (B, C, L, H, D) when C > 1
 
-  const AllKeyPacks<T>* packs;  // native bf16/fp16: key tiles as K (form 0), V (form 1), K^T (form 2); else null
+  const KeyPacks<T>* packs;  // native bf16/fp16: key tiles as K (form 0), V (form 1), K^T (form 2); else null
 
-  // Native bf16/fp16 body of query_tile, on the transposed problem (rows = keys, columns = queries). dO and O
-  // are staged in fp32 (dO scaled for text copies); writes dQ^T [D, kQueryTile] into w.dq.
-  void query_tile_lowp(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
-                       const A* dO, BwdScratch<T>& w) const {
+  // Native bf16/fp16 body of query_tile, on the transposed problem (rows = keys, columns = queries), for key
+  // tiles [j0, j1) whose forms are in w.keys. dO is staged in fp32 (scaled for text copies); adds dQ^T
+  // [D, kQueryTile] into dqT.
+  void query_tile_lowp(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys, size_t j0,
+                       size_t j1, const A* dO, A* dqT, BwdScratch<T>& w) const {
     if constexpr (kReduced<T>) {
       using Vec = at::vec::Vectorized<float>;
       const int64_t D = P.D, qn = qt.n, qp = even(qn), ld = kQueryTile, ldt = even(kQueryTile);
       const float scale = static_cast<float>(P.scale);
       gather(qt.text ? tq : q, b, h, qt, D, w.xn.data(), false, qp);
-      pack_both(w.xn.data(), qn, D, w.tmp.data(), w.qT.data(), w.qR.data());
+      pack_both(w.xn.data(), qn, D, w.qT.data(), w.qR.data());
       at::vec::convert(dO, w.xn.data(), qn * D);
       std::fill(w.xn.begin() + qn * D, w.xn.begin() + qp * D, T(0));
-      pack_both(w.xn.data(), qn, D, w.tmp.data(), w.dT.data(), w.dR.data());
+      pack_both(w.xn.data(), qn, D, w.dT.data(), w.dR.data());
       std::vector<int64_t> special;  // columns (queries) whose lse is +inf (no key: P = 0) or NaN (P = NaN)
       for (int64_t r = 0; r < qn; ++r)
         if (!std::isfinite(w.lse[r])) special.push_back(r);
-      std::fill(w.dq.begin(), w.dq.begin() + D * ld, 0.f);
       float *St = w.p.data(), *dPt = w.dp.data();
-      for (size_t j = 0; j < keys.size(); ++j) {
+      auto form = [&](size_t j, int64_t f) { return packs->get(w.keys.data(), sub, j, f, j0); };
+      for (size_t j = j0; j < j1; ++j) {
         const Tile& kt = keys[j];
         const int64_t kn = kt.n, kp = even(kn);
-        const KeyGrad<A>& g = w.key_grads[j];
-        gemm_packed<T>(kn, qn, D, packs->get(b, h, sub, j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
+        const KeyGrad<A>& g = w.key_grads[j - j0];
+        gemm_packed<T>(kn, qn, D, form(j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
         P.masked_columns(b, kt, w.cols);
         for (int64_t c = 0; c < kn; ++c) {  // P^T = exp(scale S^T - lse)
           float* s = St + c * ld;
@@ -131,7 +140,7 @@ struct Backward {
           if (qp > qn) pt[qn] = T(0);
         }
         gemm_packed<T>(kn, D, qp, w.pT.data(), ldt, w.dR.data(), g.dv, g.ld, true);  // dV += P^T dO
-        gemm_packed<T>(kn, qn, D, packs->get(b, h, sub, j, 1), D, w.dT.data(), dPt, ld, false);  // dP^T = V dO^T
+        gemm_packed<T>(kn, qn, D, form(j, 1), D, w.dT.data(), dPt, ld, false);  // dP^T = V dO^T
         for (int64_t c = 0; c < kn; ++c) {  // dS^T = scale P^T (dP^T - Di)
           float* dp = dPt + c * ld;
           at::vec::map3([scale](Vec p, Vec g, Vec di) { return p * (g - di) * Vec(scale); }, dp, St + c * ld, dp,
@@ -143,14 +152,16 @@ struct Backward {
         if (kp > kn) std::fill(w.dsT.data() + kn * ldt, w.dsT.data() + kn * ldt + qp, T(0));
         gemm_packed<T>(kn, D, qp, w.dsT.data(), ldt, w.qR.data(), g.dk, g.ld, true);  // dK += dS^T Q
         pack_b(kp, qn, w.dsT.data(), ldt, w.ds_p.data());
-        gemm_packed<T>(D, qn, kp, packs->get(b, h, sub, j, 2), kp, w.ds_p.data(), w.dq.data(), ld, true);  // dQ^T
+        gemm_packed<T>(D, qn, kp, form(j, 2), kp, w.ds_p.data(), dqT, ld, true);  // dQ^T
       }
     }
   }
 
-  // Query tile `qt` of sub-sequence `sub`: accumulates into w.key_grads, writes its dQ.
-  void query_tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys,
-                  BwdScratch<T>& w) const {
+  // Query tile `qt` of sub-sequence `sub` against key tiles [j0, j1): accumulates into w.key_grads. Native
+  // bf16/fp16 adds its dQ^T into dqT (written out by write_dq after the last key group); otherwise the key
+  // tiles are all of the sub-sequence's and its dQ is written here.
+  void query_tile(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys, size_t j0,
+                  size_t j1, A* dqT, BwdScratch<T>& w) const {
     const int64_t D = P.D, qn = qt.n;
     const A scale = A(P.scale);
     const A* Q = packs ? nullptr : stage(qt.text ? tq : q, b, h, qt, D, w.q.data());
@@ -167,25 +178,11 @@ struct Backward {
       w.di[r] = dot(dO + r * D, O + r * D, D);
       w.lse[r] = qt.text ? text_lse[((b * P.H + h) * P.k + sub) * P.T + row] : lse[(b * P.H + h) * P.L + row];
     });
-    if (packs) {
-      query_tile_lowp(b, h, sub, qt, keys, dO, w);
-      const Operand<A> dq_text = slice(dtq_parts, sub, P.k, P.T, P.H, D);
-      qt.for_each_row([&](int64_t r, int64_t row) {  // dQ^T -> rows
-        for (int64_t d = 0; d < D; ++d) {
-          const A x = w.dq[d * kQueryTile + r];
-          if (qt.text) {
-            dq_text.row(b, row, h)[d] = x;
-          } else {
-            dq.row(b, row, h)[d] = static_cast<T>(x);
-          }
-        }
-      });
-      return;
-    }
+    if (packs) return query_tile_lowp(b, h, sub, qt, keys, j0, j1, dO, dqT, w);
     std::fill(w.dq.begin(), w.dq.begin() + qn * D, A(0));
     A* Pm = w.p.data();
     A* dP = w.dp.data();
-    for (size_t j = 0; j < keys.size(); ++j) {
+    for (size_t j = j0; j < j1; ++j) {
       const Tile& kt = keys[j];
       const int64_t kn = kt.n;
       const A* K = stage(kt.text ? tk : k, b, h, kt, D, w.k.data());
@@ -201,7 +198,7 @@ struct Backward {
         exp_sub_sum(p, kn, w.lse[r]);
         for (int64_t c : w.cols) p[c] = A(0);
       }
-      const KeyGrad<A>& g = w.key_grads[j];
+      const KeyGrad<A>& g = w.key_grads[j - j0];
       gemm<A>(true, false, kn, D, qn, A(1), Pm, kKeyTile, dO, D, A(1), g.dv, g.ld);  // dV += P^T dO
       gemm<A>(false, true, qn, kn, D, A(1), dO, D, V, D, A(0), dP, kKeyTile);    // dP = dO V^T
       for (int64_t r = 0; r < qn; ++r) {                                                 // dS = P (dP - Di)
@@ -220,47 +217,91 @@ struct Backward {
     }
   }
 
-  // Work item (b, h, sub, chunk c): query tiles c, c + C, ... of the sub-sequence, then its key gradients.
-  // A video key tile that is one strided run of an fp32/fp64 dk, dv owned by this item alone (C == 1)
-  // accumulates in place, as PyTorch's flash backward does; other tiles use the item's buffers.
-  void task(int64_t b, int64_t h, int64_t sub, int64_t c, const std::vector<Tile>& queries,
-            const std::vector<Tile>& keys, BwdScratch<T>& w) const {
-    const int64_t D = P.D;
-    auto in_place = [&](const Tile& kt) { return std::is_same_v<T, A> && C == 1 && !kt.text && kt.runs.size() == 1; };
-    int64_t rows = 0;
-    for (const Tile& kt : keys) rows += in_place(kt) ? 0 : kt.n;
-    w.dk.assign(rows * D, A(0));
-    w.dv.assign(rows * D, A(0));
-    w.key_grads.clear();
-    int64_t offset = 0;
-    for (const Tile& kt : keys) {
-      if constexpr (std::is_same_v<T, A>) {
-        if (in_place(kt)) {
-          const Run& r = kt.runs[0];
-          w.key_grads.push_back({dk.row(b, r.row0, h), dv.row(b, r.row0, h), r.stride * dk.sN, true});
-          continue;
+  // A query tile's dQ^T [D, kQueryTile] (native bf16/fp16) into its rows of dq, or of its text copy's slice.
+  void write_dq(int64_t b, int64_t h, int64_t sub, const Tile& qt, const A* dqT) const {
+    const Operand<A> dq_text = slice(dtq_parts, sub, P.k, P.T, P.H, P.D);
+    qt.for_each_row([&](int64_t r, int64_t row) {
+      for (int64_t d = 0; d < P.D; ++d) {
+        const A x = dqT[d * kQueryTile + r];
+        if (qt.text) {
+          dq_text.row(b, row, h)[d] = x;
+        } else {
+          dq.row(b, row, h)[d] = static_cast<T>(x);
         }
       }
-      w.key_grads.push_back({w.dk.data() + offset * D, w.dv.data() + offset * D, D, false});
-      offset += kt.n;
-    }
-    for (size_t t = c; t < queries.size(); t += C) query_tile(b, h, sub, queries[t], keys, w);
-    const int64_t part = sub * C + c;
+    });
+  }
+
+  // Ends of the key groups of a sub-sequence's key tiles: runs of tiles of about kKeyGroup rows for native
+  // bf16/fp16, whose key forms are built per group; one group otherwise.
+  std::vector<size_t> key_groups(const std::vector<Tile>& keys) const {
+    std::vector<size_t> ends;
+    int64_t rows = 0;
     for (size_t j = 0; j < keys.size(); ++j) {
-      const Tile& kt = keys[j];
-      const KeyGrad<A>& g = w.key_grads[j];
-      if (g.in_place) continue;
-      if (kt.text) {
-        store(slice(dtk_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, g.dk);
-        store(slice(dtv_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, g.dv);
-      } else if (C == 1) {
-        store(dk, b, h, kt, D, g.dk);
-        store(dv, b, h, kt, D, g.dv);
-      } else {
-        store(slice(dk_parts, c, C, P.L, P.H, D), b, h, kt, D, g.dk);
-        store(slice(dv_parts, c, C, P.L, P.H, D), b, h, kt, D, g.dv);
+      rows += keys[j].n;
+      if (packs && rows >= kKeyGroup) {
+        ends.push_back(j + 1);
+        rows = 0;
       }
     }
+    if (ends.empty() || ends.back() != keys.size()) ends.push_back(keys.size());
+    return ends;
+  }
+
+  // Work item (b, h, sub, chunk c): query tiles c, c + C, ... of the sub-sequence against each key group in
+  // turn, then the group's key gradients. A video key tile that is one strided run of an fp32/fp64 dk, dv
+  // owned by this item alone (C == 1) accumulates in place, as PyTorch's flash backward does; other tiles use
+  // the item's buffers.
+  void task(int64_t b, int64_t h, int64_t sub, int64_t c, const std::vector<Tile>& queries,
+            const std::vector<Tile>& keys, BwdScratch<T>& w) const {
+    const int64_t D = P.D, part = sub * C + c, mine = (static_cast<int64_t>(queries.size()) - c + C - 1) / C;
+    auto in_place = [&](const Tile& kt) { return std::is_same_v<T, A> && C == 1 && !kt.text && kt.runs.size() == 1; };
+    if (packs) w.dq_slots.assign(std::max<int64_t>(mine, 0) * D * kQueryTile, A(0));
+    size_t j0 = 0;
+    for (const size_t j1 : key_groups(keys)) {
+      if (packs) {
+        w.keys.resize(std::max<size_t>(w.keys.size(), packs->span(sub, j0, j1)));
+        packs->pack_tiles((b * P.H + h) * P.k + sub, j0, j1, w.keys.data());
+      }
+      int64_t rows = 0;
+      for (size_t j = j0; j < j1; ++j) rows += in_place(keys[j]) ? 0 : keys[j].n;
+      w.dk.assign(rows * D, A(0));
+      w.dv.assign(rows * D, A(0));
+      w.key_grads.clear();
+      int64_t offset = 0;
+      for (size_t j = j0; j < j1; ++j) {
+        const Tile& kt = keys[j];
+        if constexpr (std::is_same_v<T, A>) {
+          if (in_place(kt)) {
+            const Run& r = kt.runs[0];
+            w.key_grads.push_back({dk.row(b, r.row0, h), dv.row(b, r.row0, h), r.stride * dk.sN, true});
+            continue;
+          }
+        }
+        w.key_grads.push_back({w.dk.data() + offset * D, w.dv.data() + offset * D, D, false});
+        offset += kt.n;
+      }
+      for (int64_t i = 0; i < mine; ++i)
+        query_tile(b, h, sub, queries[c + i * C], keys, j0, j1, w.dq_slots.data() + i * D * kQueryTile, w);
+      for (size_t j = j0; j < j1; ++j) {
+        const Tile& kt = keys[j];
+        const KeyGrad<A>& g = w.key_grads[j - j0];
+        if (g.in_place) continue;
+        if (kt.text) {
+          store(slice(dtk_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, g.dk);
+          store(slice(dtv_parts, part, P.k * C, P.T, P.H, D), b, h, kt, D, g.dv);
+        } else if (C == 1) {
+          store(dk, b, h, kt, D, g.dk);
+          store(dv, b, h, kt, D, g.dv);
+        } else {
+          store(slice(dk_parts, c, C, P.L, P.H, D), b, h, kt, D, g.dk);
+          store(slice(dv_parts, c, C, P.L, P.H, D), b, h, kt, D, g.dv);
+        }
+      }
+      j0 = j1;
+    }
+    if (packs)
+      for (int64_t i = 0; i < mine; ++i) write_dq(b, h, sub, queries[c + i * C], w.dq_slots.data() + i * D * kQueryTile);
   }
 
   void run(const Schedule& sched) const {
@@ -320,10 +361,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> attention_backward(
     using A = acc_t<scalar_t>;
     using Op = Operand<scalar_t>;
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<A>() : nullptr; };
-    std::optional<AllKeyPacks<scalar_t>> packs;
+    const std::array<std::array<Op, 2>, 2> ops{{{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}}};
+    std::optional<KeyPacks<scalar_t>> packs;  // the layout of the key forms; built per key group by each task
     if (native_lowp<scalar_t>() && P.D % 2 == 0) {
-      const std::array<std::array<Op, 2>, 2> ops{{{Op(a.k), Op(a.v)}, {Op(a.text_k), Op(a.text_v)}}};
-      packs.emplace(KeyPacks<scalar_t>(P, sched, {{false, false, false}, {true, false, false}, {false, true, false}}, ops));
+      packs.emplace(P, sched, std::vector<Form>{{false, false, false}, {true, false, false}, {false, true, false}}, ops);
     }
     Backward<scalar_t>{P,         C,         Op(a.q),   Op(a.k),      Op(a.v),           Op(a.text_q),
                        Op(a.text_k), Op(a.text_v), Op(out_), Op(dout_), Op(dtext_),       Op(dq),
