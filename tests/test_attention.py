@@ -49,6 +49,13 @@ def test_tiles_span_several_blocks(k, group):
     compare_fp64(make_inputs(1, 2600, 2, 16, 37, dtype=torch.float64, masks=True), k, group)
 
 
+@pytest.mark.parametrize("H,k,group", [(1, 1, False), (2, 1, False), (1, 2, True)])
+def test_backward_key_groups(H, k, group):
+    """Sub-sequences of more keys than one key group of the backward (4096 rows): dK, dV accumulated per group,
+    dQ across groups; with H = 1 the query tiles are also split over tasks."""
+    compare_fp64(make_inputs(1, 8300 if k > 1 else 4700, H, 8, 40, dtype=torch.float64, masks=True), k, group)
+
+
 @pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("k,group", [(1, False), (2, True), (3, False), (4, True), (8, False)])
