@@ -50,23 +50,33 @@ QUICK_KS = (1, 4, 8)  # --quick: dense through the same kernel and the two spars
 
 # ------------------------------------------------------------------------------------------------ CPU peak
 
-def cpu_ghz() -> float | None:
-    """Nominal maximum clock: cpufreq's cpuinfo_max_freq, else the "cpu MHz" of /proc/cpuinfo."""
+def cpu_ghz() -> tuple[float | None, str]:
+    """The core clock in GHz and where it comes from: measured on a dependent-add chain by skiparse._C where it is
+    built (a VM reports its nominal clock, below the turbo clock the kernels run at), else cpufreq's
+    cpuinfo_max_freq, else the "cpu MHz" of /proc/cpuinfo."""
     try:
-        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e6
+        from skiparse import _C
+
+        ghz = _C.measure_clock_ghz()
+        if ghz > 0:
+            return ghz, "measured"
+    except (ImportError, AttributeError):
+        pass
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e6, "cpufreq max"
     except (OSError, ValueError):
         pass
     try:
         with open("/proc/cpuinfo") as f:
-            return float(re.search(r"^cpu MHz\s*:\s*([\d.]+)", f.read(), re.M).group(1)) / 1e3
+            return float(re.search(r"^cpu MHz\s*:\s*([\d.]+)", f.read(), re.M).group(1)) / 1e3, "nominal"
     except (OSError, AttributeError):
-        return None
+        return None, "unknown"
 
 
 def cpu_peak_tflops(dtype: str, amx: bool) -> tuple[float | None, str]:
     """Peak dense-GEMM TFLOP/s of the threads in use for `dtype`, and how it was estimated: threads x FLOP per
-    cycle per core x clock, with 2 FMA ports per core: AMX 1024 FLOP/cycle (bf16/fp16 tiles, where the kernels use
-    AMX), AVX512-BF16 / AVX512-FP16 dot products 128, fp32 FMA 64 on AVX-512, 32 on AVX2."""
+    cycle per core x clock (cpu_ghz), with 2 FMA ports per core: AMX 1024 FLOP/cycle (bf16/fp16 tiles, where the
+    kernels use AMX), AVX512-BF16 / AVX512-FP16 dot products 128, fp32 FMA 64 on AVX-512, 32 on AVX2."""
     flags = cpu_flags()
     fp32 = 64 if "avx512f" in flags else 32
     native = {"bfloat16": "avx512_bf16", "float16": "avx512_fp16"}.get(dtype)
@@ -76,9 +86,9 @@ def cpu_peak_tflops(dtype: str, amx: bool) -> tuple[float | None, str]:
         per_cycle, unit = 128, native.upper().replace("_", "-")
     else:
         per_cycle, unit = fp32, "fp32 FMA " + ("AVX-512" if fp32 == 64 else "AVX2")
-    ghz = cpu_ghz()
+    ghz, source = cpu_ghz()
     threads = torch.get_num_threads()
-    how = f"{threads} threads x {per_cycle} FLOP/cycle ({unit}) x {ghz or float('nan'):.2f} GHz"
+    how = f"{threads} threads x {per_cycle} FLOP/cycle ({unit}) x {ghz or float('nan'):.2f} GHz ({source})"
     return (None if ghz is None else threads * per_cycle * ghz / 1e3), how
 
 
