@@ -123,13 +123,7 @@ struct Backward {
         A *dk = w.dk.data() + w.starts[j - j0] * D, *dv = w.dv.data() + w.starts[j - j0] * D;
         gemm_packed<T>(kn, qn, D, form(j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
         P.masked_columns(b, kt, w.cols);
-        for (int64_t c = 0; c < kn; ++c) {  // P^T = exp(scale S^T - lse)
-          float* s = St + c * ld;
-          int64_t r = 0;
-          for (; r + Vec::size() <= qn; r += Vec::size())
-            (Vec::loadu(s + r) * Vec(scale) - Vec::loadu(w.lse.data() + r)).exp_u20().store(s + r);
-          for (; r < qn; ++r) s[r] = std::exp(s[r] * scale - w.lse[r]);
-        }
+        for (int64_t c = 0; c < kn; ++c) exp_scaled_minus(St + c * ld, qn, scale, w.lse.data());  // P^T
         for (int64_t c : w.cols) std::fill(St + c * ld, St + c * ld + qn, 0.f);
         for (int64_t r : special)  // after the key mask: a NaN query row is NaN at masked keys too, as in the reference
           for (int64_t c = 0; c < kn; ++c) St[c * ld + r] = w.lse[r] == kInf<A> ? 0.f : w.lse[r];
