@@ -434,9 +434,47 @@ A row_max(const A* x, int64_t n) {
   return out;
 }
 
-// x <- exp(x - m), returns the sum. fp32 uses the fast exp that PyTorch's own CPU flash attention uses.
+#if defined(CPU_CAPABILITY_AVX512)
+// 2^x for x <= 0 (a key's exponent after the row max; NaN stays NaN): n = round(x), 2^(x - n) by a degree-5
+// polynomial on [-1/2, 1/2] (relative error 7.5e-8, fit to 2^r; 2e-7 evaluated in fp32, against exp_u20's 20
+// ulp), scaled by 2^n with scalef. 10 instructions per 16 values, exp_u20's clamps, conversions and integer
+// exponent build took 19, and this pass is a third of the bf16 forward. -inf (a masked key) is clamped to -200,
+// whose 2^-200 scalef rounds to exactly 0.
+inline __m512 exp2_nonpositive(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-200.f), x);  // (max returns its second operand, x, when x is NaN)
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_sub_ps(x, n);
+  __m512 y = _mm512_set1_ps(1.3276415477021263e-3f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(9.675528614453368e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.550713318186922e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.2402211996652992f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.6931469671243491f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0000000716035018f));
+  return _mm512_scalef_ps(y, n);
+}
+
+#endif
+constexpr float kLog2e = 1.44269504088896341f;
+
+// x <- exp(x - m), returns the sum. fp32: exp2_nonpositive on AVX-512, else the fast exp_u20 that PyTorch's own
+// CPU flash attention uses.
 template <typename A>
 A exp_sub_sum(A* x, int64_t n, A m) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<A, float>) {
+    const __m512 vl = _mm512_set1_ps(kLog2e), vm = _mm512_set1_ps(-m * kLog2e);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512 e = exp2_nonpositive(_mm512_fmadd_ps(_mm512_loadu_ps(x + i), vl, vm));
+      _mm512_storeu_ps(x + i, e);
+      acc = _mm512_add_ps(acc, e);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < n; ++i) sum += (x[i] = std::exp(x[i] - m));
+    return sum;
+  }
+#endif
   using V = at::vec::Vectorized<A>;
   const V vm(m);
   V acc(A(0));
@@ -495,30 +533,11 @@ float exp_scaled_sum_to(const float* x, int64_t n, float scale, float m, T* p) {
 #if defined(CPU_CAPABILITY_AVX512)
 #define SKIPARSE_AVX512_BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
-// 2^x for x <= 0 (a key's exponent after the row max; NaN stays NaN): n = round(x), 2^(x - n) by a degree-5
-// polynomial on [-1/2, 1/2] (relative error 7.5e-8, fit to 2^r; 2e-7 evaluated in fp32, against exp_u20's 20
-// ulp), scaled by 2^n with scalef. 10 instructions per 16 values, exp_u20's clamps, conversions and integer
-// exponent build took 19, and this pass is a third of the bf16 forward. -inf (a masked key) is clamped to -200,
-// whose 2^-200 scalef rounds to exactly 0.
-inline __m512 exp2_nonpositive(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-200.f), x);  // (max returns its second operand, x, when x is NaN)
-  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_sub_ps(x, n);
-  __m512 y = _mm512_set1_ps(1.3276415477021263e-3f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(9.675528614453368e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.550713318186922e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.2402211996652992f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.6931469671243491f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0000000716035018f));
-  return _mm512_scalef_ps(y, n);
-}
-
 // The bf16 instance for CPUs with AVX512-BF16 (every CPU with AMX has it): exp(scale x - m) as
 // 2^(x scale log2(e) - m log2(e)) with exp2_nonpositive, and P rounded by one RNE instruction per 32 values (as the
 // generic path rounds). Masked tails instead of scalar ones.
 SKIPARSE_AVX512_BF16 inline float exp_scaled_sum_to_bf16(const float* x, int64_t n, float scale, float m,
                                                          at::BFloat16* p) {
-  constexpr float kLog2e = 1.44269504088896341f;
   const __m512 vs = _mm512_set1_ps(scale * kLog2e), vm = _mm512_set1_ps(-m * kLog2e);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -545,7 +564,6 @@ SKIPARSE_AVX512_BF16 inline float exp_scaled_sum_to_bf16(const float* x, int64_t
 inline void exp_scaled_minus(float* x, int64_t n, float scale, const float* lse) {
   int64_t r = 0;
 #if defined(CPU_CAPABILITY_AVX512)
-  constexpr float kLog2e = 1.44269504088896341f;
   const __m512 vs = _mm512_set1_ps(scale * kLog2e), vl = _mm512_set1_ps(kLog2e);
   for (; r + 16 <= n; r += 16) {
     const __m512 e = _mm512_fmsub_ps(_mm512_loadu_ps(x + r), vs, _mm512_mul_ps(_mm512_loadu_ps(lse + r), vl));
