@@ -245,7 +245,7 @@ def plot_sweep(rows, meta, path: Path) -> None:
         ax.set_title(mode)
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    fig.suptitle("\n".join([meta["machine"], *textwrap.wrap(meta["kernels"], 110)]), fontsize=7)
+    fig.suptitle("\n".join([meta["machine"], *textwrap.wrap(meta["kernels"], 85 * len(modes))]), fontsize=7)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
