@@ -1,6 +1,6 @@
 // Fused Skiparse attention forward on the CPU: one online-softmax (flash) pass per query tile of a
 // sub-sequence over the sub-sequence's key tiles (its video lanes, then the text rows). Tiles are strided views
-// of q, k, v where they live; no padded or permuted copy, no S x S mask. A sub-sequence's key tiles are formed
+// of q, k, v where they live, gathered tile by tile; no padded or permuted copy of the tensors, no S x S mask. A sub-sequence's key tiles are formed
 // once (KeyPacks), into a buffer reused from one batch of sub-sequences to the next, and then its query tiles run
 // in parallel: the keys are read warm, and a fresh 40 MB buffer of every sub-sequence's keys no longer costs a page
 // fault per 4 KiB on each call. bf16/fp16 on CPUs with the units (native_lowp): Q K^T and P V in the input dtype
