@@ -213,24 +213,6 @@ void parallel_items(const Problem& P, Count count, F f, bool lowp) {
   });
 }
 
-// Gathers the tile's rows of an operand into `buf` (compute type, leading dim D), converted and optionally
-// scaled: the CPU analogue of loading a tile into shared memory. The GEMMs then see contiguous operands whatever
-// the row stride (up to k^2 * H * D elements for group-skip); the copy is O(rows * D) against the GEMM's
-// O(rows^2 * D). Reading fp32 rows in place instead was not measurably faster on the (noisy) 2-core machines.
-template <typename T, typename A = acc_t<T>>
-const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, A mul = 1) {
-  t.for_each_row([&](int64_t i, int64_t row) {
-    const T* src = op.row(b, row, h);
-    A* dst = buf + i * D;
-    if (mul == 1) {
-      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]);
-    } else {
-      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<A>(src[d]) * mul;
-    }
-  });
-  return buf;
-}
-
 // Write the tile's rows of `op` from `src` (compute type, leading dim D), converting to T.
 template <typename T, typename A>
 void store(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, const A* src) {
@@ -267,6 +249,18 @@ void gather(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D
   } else {
     for (int64_t d = 0; d < D; ++d) std::fill(buf + d * rows_or_ld + t.n, buf + (d + 1) * rows_or_ld, O(0));
   }
+}
+
+// Gathers the tile's rows of an operand into `buf` (compute type, leading dim D), converted and optionally
+// scaled: the CPU analogue of loading a tile into shared memory. The GEMMs then see contiguous operands whatever
+// the row stride (up to k^2 * H * D elements for group-skip); the copy is O(rows * D) against the GEMM's
+// O(rows^2 * D). Reading fp32 rows in place instead was not measurably faster on the (noisy) 2-core machines.
+template <typename T, typename A = acc_t<T>>
+const A* stage(const Operand<T>& op, int64_t b, int64_t h, const Tile& t, int64_t D, A* buf, A mul = 1) {
+  gather(op, b, h, t, D, buf, false, t.n);
+  if (mul != 1)
+    for (int64_t i = 0; i < t.n * D; ++i) buf[i] *= mul;
+  return buf;
 }
 
 inline int64_t even(int64_t n) { return (n + 1) / 2 * 2; }
@@ -452,9 +446,8 @@ inline __m512 exp2_nonpositive(__m512 x) {
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0000000716035018f));
   return _mm512_scalef_ps(y, n);
 }
-
+constexpr float kLog2e = 1.44269504088896341f;  // exp(x) = 2^(x log2(e))
 #endif
-constexpr float kLog2e = 1.44269504088896341f;
 
 // x <- exp(x - m), returns the sum. fp32: exp2_nonpositive on AVX-512, else the fast exp_u20 that PyTorch's own
 // CPU flash attention uses.
@@ -497,9 +490,12 @@ A exp_sub_sum(A* x, int64_t n, A m) {
   return sum;
 }
 
-// The loop of exp_scaled_sum_to, storing each 32 exps with store(p, e0, e1).
-template <typename T, typename Store>
-inline float exp_scaled_sum_loop(const float* x, int64_t n, float scale, float m, T* p, Store store) {
+// One pass over a row of raw scores x (scale > 0): p[i] = T(exp(scale * x[i] - m)) and the fp32 sum of the exps
+// (taken before rounding, as FlashAttention does). The scale rides in the exponent's FMA instead of a pass of its
+// own, and P is written once, in the dtype of the P V product: 1 read and 1 narrow write per score where scaling,
+// the max, the exp and the conversion took 4 reads and 3 writes.
+template <typename T>
+float exp_scaled_sum_to(const float* x, int64_t n, float scale, float m, T* p) {
   using V = at::vec::Vectorized<float>;
   const V vs(scale), vm(-m);
   V acc(0.f);
@@ -508,7 +504,7 @@ inline float exp_scaled_sum_loop(const float* x, int64_t n, float scale, float m
     const V e0 = at::vec::fmadd(V::loadu(x + i), vs, vm).exp_u20();
     const V e1 = at::vec::fmadd(V::loadu(x + i + V::size()), vs, vm).exp_u20();
     acc = acc + e0 + e1;
-    store(p + i, e0, e1);
+    at::vec::convert_from_float<T>(e0, e1).store(p + i);
   }
   for (; i < n; i += V::size()) {  // the tail, masked (a scalar exp costs as much as a vector one)
     const int64_t c = std::min<int64_t>(V::size(), n - i);
@@ -517,17 +513,6 @@ inline float exp_scaled_sum_loop(const float* x, int64_t n, float scale, float m
     at::vec::convert_from_float<T>(e, V(0.f)).store(p + i, c);
   }
   return at::vec::vec_reduce_all<float>([](V& a, V& b) { return a + b; }, acc);
-}
-
-// One pass over a row of raw scores x (scale > 0): p[i] = T(exp(scale * x[i] - m)) and the fp32 sum of the exps
-// (taken before rounding, as FlashAttention does). The scale rides in the exponent's FMA instead of a pass of its
-// own, and P is written once, in the dtype of the P V product: 1 read and 1 narrow write per score where scaling,
-// the max, the exp and the conversion took 4 reads and 3 writes.
-template <typename T>
-float exp_scaled_sum_to(const float* x, int64_t n, float scale, float m, T* p) {
-  using V = at::vec::Vectorized<float>;
-  return exp_scaled_sum_loop(x, n, scale, m, p,
-                             [](T* o, V e0, V e1) { at::vec::convert_from_float<T>(e0, e1).store(o); });
 }
 
 #if defined(CPU_CAPABILITY_AVX512)

@@ -77,8 +77,8 @@ Operand<A> slice(A* parts, int64_t p, int64_t P, int64_t N, int64_t H, int64_t D
   return o;
 }
 
-// Key rows per key group of the native bf16/fp16 backward: 8 key tiles. Each group re-packs the query tiles
-// (about 1/40 of the group's GEMM time) and holds 4096 x D of key forms and fp32 dK, dV per thread.
+// Key rows per key group of the backward: 8 key tiles. Each group prepares the query tiles again (about 1/40 of
+// the group's GEMM time) and holds 4096 x D of key forms and of fp32 dK, dV per thread.
 constexpr int64_t kKeyGroup = 8 * kKeyTile;
 
 // O: the key forms' element type, T for native bf16/fp16 GEMMs (K, V and K^T as brgemm operands), else the compute
@@ -97,56 +97,53 @@ struct Backward {
   A *dtq_parts, *dtk_parts, *dtv_parts;  // (B, k, T, H, D), (B, k*C, T, H, D) x 2
   A *dk_parts, *dv_parts;                // (B, C, L, H, D) when C > 1
 
-
   // Native bf16/fp16 body of query_tile, on the transposed problem (rows = keys, columns = queries), for key
   // tiles [j0, j1) whose forms are in w.keys. dO is staged in fp32 (scaled for text copies); adds dQ^T
   // [D, kQueryTile] into dqT.
   void query_tile_lowp(int64_t b, int64_t h, int64_t sub, const Tile& qt, const std::vector<Tile>& keys, size_t j0,
                        size_t j1, const A* dO, A* dqT, Scratch& w) const {
-    if constexpr (kReduced<T>) {
-      using Vec = at::vec::Vectorized<float>;
-      const int64_t D = P.D, qn = qt.n, qp = even(qn), ld = kQueryTile, ldt = even(kQueryTile);
-      const float scale = static_cast<float>(P.scale);
-      gather(qt.text ? tq : q, b, h, qt, D, w.xn.data(), false, qp);
-      pack_both(w.xn.data(), qn, D, w.qT.data(), w.qR.data());
-      at::vec::convert(dO, w.xn.data(), qn * D);
-      std::fill(w.xn.begin() + qn * D, w.xn.begin() + qp * D, T(0));
-      pack_both(w.xn.data(), qn, D, w.dT.data(), w.dR.data());
-      std::vector<int64_t> special;  // columns (queries) whose lse is +inf (no key: P = 0) or NaN (P = NaN)
-      for (int64_t r = 0; r < qn; ++r)
-        if (!std::isfinite(w.lse[r])) special.push_back(r);
-      float *St = w.p.data(), *dPt = w.dp.data();
-      auto form = [&](size_t j, int64_t f) { return packs.get(w.keys.data(), sub, j, f, j0); };
-      for (size_t j = j0; j < j1; ++j) {
-        const Tile& kt = keys[j];
-        const int64_t kn = kt.n, kp = even(kn);
-        A *dk = w.dk.data() + w.starts[j - j0] * D, *dv = w.dv.data() + w.starts[j - j0] * D;
-        gemm_packed<T>(kn, qn, D, form(j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
-        P.masked_columns(b, kt, w.cols);
-        for (int64_t c = 0; c < kn; ++c) exp_scaled_minus(St + c * ld, qn, scale, w.lse.data());  // P^T
-        for (int64_t c : w.cols) std::fill(St + c * ld, St + c * ld + qn, 0.f);
-        for (int64_t r : special)  // after the key mask: a NaN query row is NaN at masked keys too, as in the reference
-          for (int64_t c = 0; c < kn; ++c) St[c * ld + r] = w.lse[r] == kInf<A> ? 0.f : w.lse[r];
-        for (int64_t c = 0; c < kn; ++c) {
-          T* pt = w.pT.data() + c * ldt;
-          at::vec::convert(St + c * ld, pt, qn);
-          if (qp > qn) pt[qn] = T(0);
-        }
-        gemm_packed<T>(kn, D, qp, w.pT.data(), ldt, w.dR.data(), dv, D, true);  // dV += P^T dO
-        gemm_packed<T>(kn, qn, D, form(j, 1), D, w.dT.data(), dPt, ld, false);  // dP^T = V dO^T
-        for (int64_t c = 0; c < kn; ++c) {  // dS^T = scale P^T (dP^T - Di)
-          float* dp = dPt + c * ld;
-          at::vec::map3([scale](Vec p, Vec g, Vec di) { return p * (g - di) * Vec(scale); }, dp, St + c * ld, dp,
-                        w.di.data(), qn);
-          T* ds = w.dsT.data() + c * ldt;
-          at::vec::convert(dp, ds, qn);
-          if (qp > qn) ds[qn] = T(0);
-        }
-        if (kp > kn) std::fill(w.dsT.data() + kn * ldt, w.dsT.data() + kn * ldt + qp, T(0));
-        gemm_packed<T>(kn, D, qp, w.dsT.data(), ldt, w.qR.data(), dk, D, true);  // dK += dS^T Q
-        pack_b(kp, qn, w.dsT.data(), ldt, w.ds_p.data());
-        gemm_packed<T>(D, qn, kp, form(j, 2), kp, w.ds_p.data(), dqT, ld, true);  // dQ^T
+    using Vec = at::vec::Vectorized<float>;
+    const int64_t D = P.D, qn = qt.n, qp = even(qn), ld = kQueryTile, ldt = even(kQueryTile);
+    const float scale = static_cast<float>(P.scale);
+    gather(qt.text ? tq : q, b, h, qt, D, w.xn.data(), false, qp);
+    pack_both(w.xn.data(), qn, D, w.qT.data(), w.qR.data());
+    at::vec::convert(dO, w.xn.data(), qn * D);
+    std::fill(w.xn.begin() + qn * D, w.xn.begin() + qp * D, T(0));
+    pack_both(w.xn.data(), qn, D, w.dT.data(), w.dR.data());
+    std::vector<int64_t> special;  // columns (queries) whose lse is +inf (no key: P = 0) or NaN (P = NaN)
+    for (int64_t r = 0; r < qn; ++r)
+      if (!std::isfinite(w.lse[r])) special.push_back(r);
+    float *St = w.p.data(), *dPt = w.dp.data();
+    auto form = [&](size_t j, int64_t f) { return packs.get(w.keys.data(), sub, j, f, j0); };
+    for (size_t j = j0; j < j1; ++j) {
+      const Tile& kt = keys[j];
+      const int64_t kn = kt.n, kp = even(kn);
+      A *dk = w.dk.data() + w.starts[j - j0] * D, *dv = w.dv.data() + w.starts[j - j0] * D;
+      gemm_packed<T>(kn, qn, D, form(j, 0), D, w.qT.data(), St, ld, false);  // S^T = K Q^T
+      P.masked_columns(b, kt, w.cols);
+      for (int64_t c = 0; c < kn; ++c) exp_scaled_minus(St + c * ld, qn, scale, w.lse.data());  // P^T
+      for (int64_t c : w.cols) std::fill(St + c * ld, St + c * ld + qn, 0.f);
+      for (int64_t r : special)  // after the key mask: a NaN query row is NaN at masked keys too, as in the reference
+        for (int64_t c = 0; c < kn; ++c) St[c * ld + r] = w.lse[r] == kInf<A> ? 0.f : w.lse[r];
+      for (int64_t c = 0; c < kn; ++c) {
+        T* pt = w.pT.data() + c * ldt;
+        at::vec::convert(St + c * ld, pt, qn);
+        if (qp > qn) pt[qn] = T(0);
       }
+      gemm_packed<T>(kn, D, qp, w.pT.data(), ldt, w.dR.data(), dv, D, true);  // dV += P^T dO
+      gemm_packed<T>(kn, qn, D, form(j, 1), D, w.dT.data(), dPt, ld, false);  // dP^T = V dO^T
+      for (int64_t c = 0; c < kn; ++c) {  // dS^T = scale P^T (dP^T - Di)
+        float* dp = dPt + c * ld;
+        at::vec::map3([scale](Vec p, Vec g, Vec di) { return p * (g - di) * Vec(scale); }, dp, St + c * ld, dp,
+                      w.di.data(), qn);
+        T* ds = w.dsT.data() + c * ldt;
+        at::vec::convert(dp, ds, qn);
+        if (qp > qn) ds[qn] = T(0);
+      }
+      if (kp > kn) std::fill(w.dsT.data() + kn * ldt, w.dsT.data() + kn * ldt + qp, T(0));
+      gemm_packed<T>(kn, D, qp, w.dsT.data(), ldt, w.qR.data(), dk, D, true);  // dK += dS^T Q
+      pack_b(kp, qn, w.dsT.data(), ldt, w.ds_p.data());
+      gemm_packed<T>(D, qn, kp, form(j, 2), kp, w.ds_p.data(), dqT, ld, true);  // dQ^T
     }
   }
 

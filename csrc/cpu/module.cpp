@@ -24,7 +24,8 @@ std::string required_isa_missing() {
 
 // Whether bf16 / fp16 attention GEMMs run in that dtype here (oneDNN brgemm on AMX tiles).
 bool native_lowp(bool half) {
-  return half ? skiparse::cpu::CPU_CAPABILITY::native_lowp<at::Half>() : skiparse::cpu::CPU_CAPABILITY::native_lowp<at::BFloat16>();
+  namespace isa = skiparse::cpu::CPU_CAPABILITY;
+  return half ? isa::native_lowp<at::Half>() : isa::native_lowp<at::BFloat16>();
 }
 
 std::string build_info() {
